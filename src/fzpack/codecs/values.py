@@ -1,0 +1,101 @@
+"""Lossless stream codecs for tensor values, index data and the header tree (formats/fzpack-v1.md §3.2).
+
+A stream's raw bytes are coded with whichever of RAW, ZSTD or BYTEGROUP_ZSTD is smallest, and
+the choice is recorded in the stream table. Byte-grouping puts byte 0 of every element first,
+then byte 1, ...: the exponent bytes of floats line up and zstd finds them (FIELD.md §5).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import zstandard
+
+from fzpack.errors import CodecError
+
+RAW, ZSTD, BYTEGROUP_ZSTD = 0, 1, 2
+CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", BYTEGROUP_ZSTD: "bytegroup-zstd"}
+
+# zstd-19 runs at a few MB/s: worth it for small streams, too slow for a dense 60 MB checkpoint.
+_SMALL_STREAM = 4 << 20
+
+
+def _level(n: int) -> int:
+    return 19 if n <= _SMALL_STREAM else 3
+
+
+def _zstd(raw: bytes) -> bytes:
+    threads = 2 if len(raw) > _SMALL_STREAM else 0
+    cctx = zstandard.ZstdCompressor(level=_level(len(raw)), write_content_size=True, threads=threads)
+    return cctx.compress(raw)
+
+
+def group_bytes(raw: bytes, itemsize: int) -> bytes:
+    return np.frombuffer(raw, np.uint8).reshape(-1, itemsize).T.tobytes()
+
+
+def ungroup_bytes(grouped: bytes, itemsize: int) -> bytes:
+    return np.frombuffer(grouped, np.uint8).reshape(itemsize, -1).T.tobytes()
+
+
+def encode_stream(raw: bytes, itemsize: int = 1, candidates: tuple[int, ...] = (RAW, ZSTD, BYTEGROUP_ZSTD)) -> tuple[int, bytes]:
+    """Code ``raw`` with the smallest of ``candidates``; returns (codec id, stored bytes)."""
+    best = (RAW, raw)
+    if not raw:
+        return best
+    for codec in candidates:
+        if codec == ZSTD:
+            out = _zstd(raw)
+        elif codec == BYTEGROUP_ZSTD and itemsize > 1 and len(raw) % itemsize == 0:
+            out = _zstd(group_bytes(raw, itemsize))
+        else:
+            continue
+        if len(out) < len(best[1]):
+            best = (codec, out)
+    return best
+
+
+def decode_stream(codec: int, stored: bytes, raw_length: int, itemsize: int = 1) -> bytes:
+    """Inverse of :func:`encode_stream`; never produces more than ``raw_length`` bytes."""
+    if codec == RAW:
+        if len(stored) != raw_length:
+            raise CodecError(f"raw stream holds {len(stored)} bytes, header says {raw_length}")
+        return stored
+    if codec not in (ZSTD, BYTEGROUP_ZSTD):
+        raise CodecError(f"unknown stream codec id {codec}")
+    if codec == BYTEGROUP_ZSTD and (itemsize < 2 or raw_length % itemsize):
+        raise CodecError(f"byte-grouped stream of {raw_length} bytes cannot hold {itemsize}-byte items")
+    raw = zstd_decompress_exact(stored, raw_length)
+    return ungroup_bytes(raw, itemsize) if codec == BYTEGROUP_ZSTD else raw
+
+
+def _tree_dict() -> zstandard.ZstdCompressionDict:
+    from fzpack.container.tree import TREE_DICTIONARY
+
+    return zstandard.ZstdCompressionDict(TREE_DICTIONARY, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+
+
+def zstd_dict_compress(raw: bytes) -> bytes:
+    """zstd-19 with the format's fixed tree dictionary (formats/fzpack-v1.md §5.1)."""
+    return zstandard.ZstdCompressor(level=19, dict_data=_tree_dict(), write_dict_id=False, write_content_size=True).compress(raw)
+
+
+def zstd_decompress_exact(stored: bytes, raw_length: int, *, tree_dict: bool = False) -> bytes:
+    """Decompress one zstd frame that must declare exactly ``raw_length`` bytes of content.
+
+    The declared size is checked before decompressing: zstandard ignores ``max_output_size``
+    when a frame declares its size, so a lying frame would otherwise expand without bound.
+    """
+    try:
+        declared = zstandard.frame_content_size(stored)
+    except zstandard.ZstdError as e:
+        raise CodecError(f"not a zstd frame: {e}") from e
+    if declared != raw_length:
+        raise CodecError(f"zstd frame declares {declared} bytes, header says {raw_length}")
+    try:
+        dctx = zstandard.ZstdDecompressor(dict_data=_tree_dict()) if tree_dict else zstandard.ZstdDecompressor()
+        out = dctx.decompress(stored, max_output_size=raw_length)
+    except zstandard.ZstdError as e:
+        raise CodecError(f"corrupt zstd stream: {e}") from e
+    if len(out) != raw_length:
+        raise CodecError(f"zstd stream decoded to {len(out)} bytes, header says {raw_length}")
+    return out

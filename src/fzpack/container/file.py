@@ -1,0 +1,84 @@
+"""The outer layer of a `.fzp` file: preamble, checksummed header, checksummed streams (§2).
+
+    offset  size  field
+    0       8     magic 89 46 5A 50 0D 0A 1A 0A
+    8       1     major version (1)
+    9       1     minor version (0)
+    10      2     flags (0)
+    12      4     header length H (u32 LE)
+    16      4     CRC-32 of the header body
+    20      H     header body (layout.py)
+    20+H    ...   stream payloads, back to back in stream-table order, nothing after them
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+from fzpack.container.layout import MAGIC, MAX_HEADER_BYTES, PREAMBLE_SIZE, VERSION, Header, decode_header, encode_header
+from fzpack.errors import FormatError
+
+
+def crc32(data: bytes | memoryview) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def write_container(header: Header, stored: list[bytes]) -> bytes:
+    """Serialize a header and its stream payloads; fills in stored lengths and checksums."""
+    if len(stored) != len(header.streams):
+        raise ValueError("one payload per stream table entry")
+    for entry, payload in zip(header.streams, stored):
+        entry.stored_length = len(payload)
+        entry.crc32 = crc32(payload)
+    body = encode_header(header)
+    if len(body) > MAX_HEADER_BYTES:
+        raise FormatError(f"header of {len(body)} bytes exceeds the format's {MAX_HEADER_BYTES} byte limit")
+    pre = MAGIC + struct.pack("<BBHII", VERSION[0], VERSION[1], 0, len(body), crc32(body))
+    return b"".join([pre, body, *stored])
+
+
+def read_preamble(data: bytes | memoryview) -> tuple[int, int]:
+    """Validate magic, version and flags; returns (header length, header crc)."""
+    if len(data) < PREAMBLE_SIZE:
+        raise FormatError(f"file is {len(data)} bytes, too short to be an fzpack file")
+    if bytes(data[:8]) != MAGIC:
+        raise FormatError("not an fzpack file (bad magic bytes)")
+    major, minor, flags, hlen, hcrc = struct.unpack("<BBHII", data[8:PREAMBLE_SIZE])
+    if (major, minor) > VERSION:
+        raise FormatError(
+            f"format version {major}.{minor} is newer than this fzpack understands "
+            f"({VERSION[0]}.{VERSION[1]}); upgrade fzpack"
+        )
+    if major != VERSION[0]:
+        raise FormatError(f"unsupported format version {major}.{minor}")
+    if flags:
+        raise FormatError(f"unknown preamble flags {flags:#06x}")
+    if hlen > MAX_HEADER_BYTES or hlen > len(data) - PREAMBLE_SIZE:
+        raise FormatError(f"header length {hlen} does not fit in a file of {len(data)} bytes")
+    return hlen, hcrc
+
+
+def read_container(data: bytes | memoryview) -> tuple[Header, list[memoryview]]:
+    """Parse and check a whole file: returns the header and each stream's stored bytes.
+
+    Every checksum is verified and the stream lengths must account for the file exactly.
+    """
+    view = memoryview(data)
+    hlen, hcrc = read_preamble(view)
+    body = view[PREAMBLE_SIZE : PREAMBLE_SIZE + hlen]
+    if crc32(body) != hcrc:
+        raise FormatError("header checksum mismatch: the file is corrupted")
+    header = decode_header(bytes(body))
+    pos = PREAMBLE_SIZE + hlen
+    total = sum(s.stored_length for s in header.streams)
+    if total != len(view) - pos:
+        raise FormatError(f"streams should take {total} bytes after the header but {len(view) - pos} are there (truncated or padded file)")
+    payloads = []
+    for i, s in enumerate(header.streams):
+        p = view[pos : pos + s.stored_length]
+        if crc32(p) != s.crc32:
+            raise FormatError(f"stream {i} checksum mismatch: the file is corrupted")
+        payloads.append(p)
+        pos += s.stored_length
+    return header, payloads

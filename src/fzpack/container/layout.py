@@ -1,0 +1,298 @@
+"""The fzpack v1 header: dataclasses and their byte encoding (formats/fzpack-v1.md sections 2-5).
+
+The header is parsed completely and validated (every count, index, length and size) before a
+single stream byte is decoded, so a lying header is rejected without allocating what it claims.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from fzpack.container.bytes_io import Reader, Writer
+from fzpack.errors import FormatError
+
+MAGIC = b"\x89FZP\r\n\x1a\n"
+VERSION = (1, 0)
+PREAMBLE_SIZE = 20  # magic 8, major 1, minor 1, flags 2, header length 4, header crc 4
+MAX_HEADER_BYTES = 64 << 20
+MAX_NDIM = 32
+MAX_DIM = 1 << 48
+MAX_NAME_BYTES = 4096
+
+GENERATOR_NONE = 0
+GENERATOR_PHILOX = 1  # formats/generator-v1.md
+GENERATOR_NAMES = {GENERATOR_NONE: "none", GENERATOR_PHILOX: "fzpack-philox4x64-10/v1"}
+
+# Tensor kinds (section 4).
+PLAIN, FROZEN, ALIAS = 0, 1, 2
+# FROZEN flags.
+FLAG_DENSE = 1  # every element stored: cheaper than coding its exceptions
+FLAG_MASK_FROM_SEED = 2  # mask == random_mask(seed, name, shape, k): zero bytes
+KNOWN_FLAGS = FLAG_DENSE | FLAG_MASK_FROM_SEED
+
+# Stream roles and codecs (section 3).
+ROLE_VALUES, ROLE_MASKS, ROLE_INDEX = 0, 1, 2
+ROLE_NAMES = {ROLE_VALUES: "values", ROLE_MASKS: "masks", ROLE_INDEX: "index"}
+
+# Distribution ids of the frozen init (formats/generator-v1.md) and how many f32 params each has.
+DISTS = {0: "zeros", 1: "normal", 2: "uniform", 3: "pm", 4: "bank"}
+DIST_IDS = {v: k for k, v in DISTS.items()}
+DIST_NPARAMS = {"zeros": 0, "normal": 2, "uniform": 2, "pm": 1, "bank": 1}
+
+# dtype table (section 4.1); torch dtypes without numpy twins travel as raw bits.
+DTYPES: dict[int, torch.dtype] = {
+    1: torch.float32, 2: torch.float16, 3: torch.bfloat16, 4: torch.float64,
+    5: torch.int64, 6: torch.int32, 7: torch.int16, 8: torch.int8, 9: torch.uint8,
+    10: torch.bool, 11: torch.complex64, 12: torch.complex128,
+    13: torch.uint16, 14: torch.uint32, 15: torch.uint64,
+    16: torch.float8_e4m3fn, 17: torch.float8_e5m2,
+}
+DTYPE_IDS = {v: k for k, v in DTYPES.items()}
+FLOAT_DTYPES = {torch.float32, torch.float16, torch.bfloat16, torch.float64}
+
+
+def itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+@dataclass
+class StreamEntry:
+    codec: int
+    role: int
+    itemsize: int
+    raw_length: int
+    stored_length: int
+    crc32: int
+
+
+@dataclass
+class InitEntry:
+    dist: str
+    params: tuple[float, ...] = ()
+    bank: int = 0  # index into Header.banks, dist "bank" only
+    offset: int = 0
+    scheme: int = 0  # index into Header.schemes
+
+
+@dataclass
+class TensorEntry:
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    kind: int
+    stream: int = 0  # PLAIN / FROZEN: the values stream
+    target: int = 0  # ALIAS: index of an earlier tensor
+    flags: int = 0
+    init: InitEntry | None = None
+    k: int = 0  # trained entries
+    mask_stream: int = 0
+    mask_length: int = 0
+    n_exceptions: int = 0
+    index_stream: int = 0
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def stored_count(self) -> int:
+        """Elements this tensor takes from its values stream."""
+        if self.kind == PLAIN:
+            return self.numel
+        if self.kind == FROZEN:
+            return self.numel if self.flags & FLAG_DENSE else self.k + self.n_exceptions
+        return 0
+
+
+@dataclass
+class Header:
+    generator: int = GENERATOR_NONE
+    seed: int = 0
+    schemes: list[str] = field(default_factory=list)
+    banks: list[tuple[str, int]] = field(default_factory=list)
+    streams: list[StreamEntry] = field(default_factory=list)
+    tensors: list[TensorEntry] = field(default_factory=list)
+    tree_codec: int = 0
+    tree: bytes = b""
+
+
+def encode_header(h: Header) -> bytes:
+    w = Writer()
+    w.u8(h.generator)
+    w.u32(h.seed)
+    w.varint(len(h.schemes))
+    for s in h.schemes:
+        w.string(s)
+    w.varint(len(h.banks))
+    for name, length in h.banks:
+        w.string(name)
+        w.varint(length)
+    w.varint(len(h.streams))
+    for s in h.streams:
+        w.u8(s.codec)
+        w.u8(s.role)
+        w.u8(s.itemsize)
+        w.varint(s.raw_length)
+        w.varint(s.stored_length)
+        w.u32(s.crc32)
+    w.varint(len(h.tensors))
+    for t in h.tensors:
+        _encode_tensor(w, t)
+    w.u8(h.tree_codec)
+    w.blob(h.tree)
+    return w.getvalue()
+
+
+def _encode_tensor(w: Writer, t: TensorEntry) -> None:
+    w.string(t.name)
+    w.u8(DTYPE_IDS[t.dtype])
+    w.u8(len(t.shape))
+    for d in t.shape:
+        w.varint(d)
+    w.u8(t.kind)
+    if t.kind == ALIAS:
+        w.varint(t.target)
+        return
+    if t.kind == FROZEN:
+        assert t.init is not None
+        w.u8(t.flags)
+        w.u8(DIST_IDS[t.init.dist])
+        if t.init.dist == "bank":
+            w.varint(t.init.bank)
+            w.varint(t.init.offset)
+        for p in t.init.params:
+            w.f32(p)
+        w.varint(t.init.scheme)
+        w.varint(t.k)
+        if not t.flags & FLAG_MASK_FROM_SEED:
+            w.varint(t.mask_stream)
+            w.varint(t.mask_length)
+        w.varint(t.n_exceptions)
+        if t.n_exceptions:
+            w.varint(t.index_stream)
+    w.varint(t.stream)
+
+
+def decode_header(body: bytes) -> Header:
+    """Parse and validate a header body. Raises FormatError on any inconsistency."""
+    r = Reader(body, "header")
+    h = Header()
+    h.generator = r.u8()
+    if h.generator not in GENERATOR_NAMES:
+        raise FormatError(f"unknown generator id {h.generator} (this fzpack knows {sorted(GENERATOR_NAMES)})")
+    h.seed = r.u32()
+    n = r.varint(limit=r.remaining, what="scheme count")
+    h.schemes = [r.string(256, "scheme name") for _ in range(n)]
+    n = r.varint(limit=r.remaining, what="bank count")
+    for _ in range(n):
+        name = r.string(MAX_NAME_BYTES, "bank name")
+        h.banks.append((name, r.varint(limit=MAX_DIM, what="bank length")))
+    if len({b[0] for b in h.banks}) != len(h.banks):
+        raise FormatError("header: duplicate bank names")
+    n = r.varint(limit=r.remaining // 8, what="stream count")
+    for _ in range(n):
+        s = StreamEntry(r.u8(), r.u8(), r.u8(), r.varint(what="raw length"), r.varint(what="stored length"), r.u32())
+        if s.role not in ROLE_NAMES:
+            raise FormatError(f"header: unknown stream role {s.role}")
+        h.streams.append(s)
+    n = r.varint(limit=r.remaining // 4, what="tensor count")
+    for i in range(n):
+        h.tensors.append(_decode_tensor(r, h, i))
+    h.tree_codec = r.u8()
+    h.tree = r.blob(MAX_HEADER_BYTES, "tree")
+    r.expect_end()
+    _validate(h)
+    return h
+
+
+def _decode_tensor(r: Reader, h: Header, index: int) -> TensorEntry:
+    name = r.string(MAX_NAME_BYTES, "tensor name")
+    code = r.u8()
+    if code not in DTYPES:
+        raise FormatError(f"tensor {name!r}: unknown dtype id {code}")
+    ndim = r.u8()
+    if ndim > MAX_NDIM:
+        raise FormatError(f"tensor {name!r}: {ndim} dimensions exceed the limit of {MAX_NDIM}")
+    shape = tuple(r.varint(limit=MAX_DIM, what="dimension") for _ in range(ndim))
+    t = TensorEntry(name=name, dtype=DTYPES[code], shape=shape, kind=r.u8())
+    if t.kind == ALIAS:
+        t.target = r.varint(limit=max(index - 1, 0), what="alias target")
+        return t
+    if t.kind == FROZEN:
+        t.flags = r.u8()
+        if t.flags & ~KNOWN_FLAGS:
+            raise FormatError(f"tensor {name!r}: unknown flags {t.flags:#x}")
+        dist_id = r.u8()
+        if dist_id not in DISTS:
+            raise FormatError(f"tensor {name!r}: unknown distribution id {dist_id}")
+        init = InitEntry(dist=DISTS[dist_id])
+        if init.dist == "bank":
+            init.bank = r.varint(limit=max(len(h.banks) - 1, 0), what="bank index")
+            if not h.banks:
+                raise FormatError(f"tensor {name!r} draws from a bank but the header has none")
+            init.offset = r.varint(limit=MAX_DIM, what="bank offset")
+        init.params = tuple(r.f32() for _ in range(DIST_NPARAMS[init.dist]))
+        init.scheme = r.varint(limit=max(len(h.schemes) - 1, 0), what="scheme index")
+        t.init = init
+        t.k = r.varint(limit=MAX_DIM, what="trained count")
+        if not t.flags & FLAG_MASK_FROM_SEED:
+            t.mask_stream = r.varint(limit=max(len(h.streams) - 1, 0), what="mask stream")
+            t.mask_length = r.varint(what="mask length")
+        t.n_exceptions = r.varint(limit=MAX_DIM, what="exception count")
+        if t.n_exceptions:
+            t.index_stream = r.varint(limit=max(len(h.streams) - 1, 0), what="index stream")
+    elif t.kind != PLAIN:
+        raise FormatError(f"tensor {name!r}: unknown kind {t.kind}")
+    t.stream = r.varint(limit=max(len(h.streams) - 1, 0), what="values stream")
+    return t
+
+
+def _validate(h: Header) -> None:
+    """Cross-checks that need the whole header: roles, item sizes, stream sums, names."""
+    names = [t.name for t in h.tensors]
+    if len(set(names)) != len(names):
+        raise FormatError("header: duplicate tensor names")
+    used = [0] * len(h.streams)
+    for t in h.tensors:
+        if t.kind == ALIAS:
+            tgt = h.tensors[t.target]
+            if tgt.kind == ALIAS or tgt.dtype != t.dtype or tgt.shape != t.shape:
+                raise FormatError(f"tensor {t.name!r}: alias target does not match")
+            continue
+        n = t.numel
+        if t.kind == FROZEN:
+            if t.dtype not in FLOAT_DTYPES:
+                raise FormatError(f"tensor {t.name!r}: frozen tensors must be floating point")
+            if h.generator == GENERATOR_NONE:
+                raise FormatError(f"tensor {t.name!r} is frozen but the file names no generator")
+            if t.k > n or t.n_exceptions > n - t.k:
+                raise FormatError(f"tensor {t.name!r}: trained/exception counts exceed its size {n}")
+            if t.flags & FLAG_DENSE and t.n_exceptions:
+                raise FormatError(f"tensor {t.name!r}: dense tensors carry no exceptions")
+            if not t.flags & FLAG_MASK_FROM_SEED:
+                _use(h, used, t.mask_stream, ROLE_MASKS, 1, t.mask_length, t.name)
+            if t.n_exceptions:
+                _check_role(h, t.index_stream, ROLE_INDEX, t.name)
+        _use(h, used, t.stream, ROLE_VALUES, itemsize(t.dtype), t.stored_count * itemsize(t.dtype), t.name)
+    for i, s in enumerate(h.streams):
+        if s.role != ROLE_INDEX and used[i] != s.raw_length:
+            raise FormatError(
+                f"stream {i}: header says {s.raw_length} bytes but its tensors need {used[i]}"
+            )
+
+
+def _check_role(h: Header, i: int, role: int, name: str) -> StreamEntry:
+    s = h.streams[i]
+    if s.role != role:
+        raise FormatError(f"tensor {name!r}: stream {i} is a {ROLE_NAMES[s.role]} stream, expected {ROLE_NAMES[role]}")
+    return s
+
+
+def _use(h: Header, used: list[int], i: int, role: int, size: int, nbytes: int, name: str) -> None:
+    s = _check_role(h, i, role, name)
+    if s.itemsize != size:
+        raise FormatError(f"tensor {name!r}: stream {i} holds {s.itemsize}-byte items, expected {size}")
+    used[i] += nbytes

@@ -1,0 +1,23 @@
+"""The one exception type users catch; every failure mode of fzpack raises a subclass of it."""
+
+from __future__ import annotations
+
+
+class FzpackError(Exception):
+    """Base class for every error fzpack raises on purpose.
+
+    The message is a single line meant for a person: what is wrong and, where it helps,
+    what to do next. The CLI prints it prefixed with the file name and exits non-zero.
+    """
+
+
+class FormatError(FzpackError):
+    """A `.fzp` file is malformed, truncated, corrupted or of an unsupported version."""
+
+
+class CheckpointError(FzpackError):
+    """A `.pt` checkpoint cannot be read, or its `fzpack` entry is inconsistent."""
+
+
+class CodecError(FormatError):
+    """A stream cannot be encoded or decoded with the codec it names."""

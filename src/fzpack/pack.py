@@ -1,0 +1,243 @@
+"""Checkpoint object -> `.fzp` bytes (the writer side of formats/fzpack-v1.md).
+
+Frozen tensors of the convention become init spec + coded mask + trained values (+ coded
+exceptions for frozen entries that no longer equal their regeneration); every other tensor is
+stored with the smallest lossless stream codec. Nothing is dropped: the result restores to a
+bit-identical object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from fzpack.checkpoint import FrozenInfo, FrozenTensor, frozen_info
+from fzpack.codecs.mask import encode_mask
+from fzpack.codecs.values import ZSTD, encode_stream, zstd_dict_compress
+from fzpack.container.bytes_io import Writer
+from fzpack.container.file import write_container
+from fzpack.container.layout import (
+    ALIAS, DTYPE_IDS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FROZEN, GENERATOR_NONE, GENERATOR_PHILOX, PLAIN,
+    ROLE_INDEX, ROLE_MASKS, ROLE_VALUES, Header, InitEntry, StreamEntry, TensorEntry,
+)
+from fzpack.container.tree import TreeEncoder
+from fzpack.errors import CheckpointError
+from fzpack.generator import generate, random_mask
+from fzpack.tensor_bits import bits_view, to_numpy_bytes
+
+TREE_JSON, TREE_ZSTD, TREE_ZSTD_DICT = 0, 1, 2
+_CONTEXT_DISTS = ("normal", "uniform", "bank")  # |w0| says something about saliency only for these
+
+
+@dataclass
+class PackResult:
+    """The file bytes plus what the CLI and reports show about them."""
+
+    data: bytes
+    header: Header
+    frozen: bool
+    notes: list[str] = field(default_factory=list)
+    stream_groups: list[str] = field(default_factory=list)  # per stream: masks | trained | other | index
+
+
+class _Packer:
+    def __init__(self, info: FrozenInfo | None) -> None:
+        self.info = info
+        self.header = Header(generator=GENERATOR_PHILOX if info else GENERATOR_NONE, seed=info.seed if info else 0)
+        if info:
+            self.header.banks = list(info.banks.items())
+        self.bank_index = {n: i for i, (n, _) in enumerate(self.header.banks)}
+        self.by_id: dict[int, int] = {}
+        self.by_storage: dict[tuple, int] = {}
+        self.names: set[str] = set()
+        self.tensors: list[torch.Tensor] = []
+        self.streams: dict[tuple, int] = {}  # (group, dtype) -> stream index
+        self.chunks: list[list[bytes]] = []
+        self.groups: list[str] = []
+        self.index_writer = Writer()
+        self.index_stream = -1
+
+    # -- tensor table ---------------------------------------------------------------------------
+    def add(self, t: torch.Tensor, suggested: str) -> tuple[int, str]:
+        if id(t) in self.by_id:
+            i = self.by_id[id(t)]
+            return i, self.header.tensors[i].name
+        _check_supported(t, suggested)
+        name = suggested or "tensor"
+        n = 1
+        while name in self.names:
+            n += 1
+            name = f"{suggested}#{n}"
+        self.names.add(name)
+        i = len(self.header.tensors)
+        self.by_id[id(t)] = i
+        self.tensors.append(t)  # keep alive so ids stay unique while packing
+        ft = self.info.tensors.get(name) if self.info else None
+        if ft is not None and t is not self.obj["state_dict"][name]:
+            ft = None  # a tensor elsewhere in the tree that merely has the same name is plain data
+        skey = _storage_key(t)
+        if ft is None and skey in self.by_storage:  # tied weights: one copy, restored as one object
+            self.header.tensors.append(TensorEntry(name=name, dtype=t.dtype, shape=tuple(t.shape), kind=ALIAS, target=self.by_storage[skey]))
+            return i, name
+        self.by_storage.setdefault(skey, i)
+        entry = self._frozen(t, name, ft) if ft is not None else self._plain(t, name)
+        self.header.tensors.append(entry)
+        return i, name
+
+    def _stream(self, group: str, dtype: torch.dtype, role: int, itemsize: int) -> int:
+        key = (group, dtype)
+        if key not in self.streams:
+            self.streams[key] = len(self.header.streams)
+            self.header.streams.append(StreamEntry(codec=0, role=role, itemsize=itemsize, raw_length=0, stored_length=0, crc32=0))
+            self.chunks.append([])
+            self.groups.append(group)
+        return self.streams[key]
+
+    def _put(self, s: int, data: bytes) -> None:
+        self.chunks[s].append(data)
+        self.header.streams[s].raw_length += len(data)
+
+    def _plain(self, t: torch.Tensor, name: str) -> TensorEntry:
+        size = t.element_size()
+        s = self._stream("other", t.dtype, ROLE_VALUES, size)
+        self._put(s, to_numpy_bytes(t))
+        return TensorEntry(name=name, dtype=t.dtype, shape=tuple(t.shape), kind=PLAIN, stream=s)
+
+    def _frozen(self, t: torch.Tensor, name: str, ft: FrozenTensor) -> TensorEntry:
+        info = self.info
+        assert info is not None
+        shape = tuple(t.shape)
+        t = t.detach().to("cpu").contiguous()
+        regen32 = generate(ft.spec, info.seed, name, shape, dtype=torch.float32, device="cpu", banks=info.banks)
+        regen = regen32.to(t.dtype)
+        mask = ft.mask.to("cpu")
+        k = int(mask.sum())
+        differs = (bits_view(t) != bits_view(regen)) & ~mask
+        exc_pos = torch.nonzero(differs.reshape(-1)).reshape(-1)
+        n_exc = int(exc_pos.numel())
+        spec = ft.spec
+        init = InitEntry(dist=spec.dist, params=_params(spec), bank=self.bank_index.get(spec.bank, 0),
+                         offset=spec.offset, scheme=self._scheme(ft.scheme))
+        e = TensorEntry(name=name, dtype=t.dtype, shape=shape, kind=FROZEN, init=init, k=k)
+        if torch.equal(mask, random_mask(info.seed, name, shape, k)):
+            e.flags |= FLAG_MASK_FROM_SEED
+        else:
+            context = regen32.abs().numpy() if spec.dist in _CONTEXT_DISTS else None
+            payload = encode_mask(mask.numpy(), context)
+            e.mask_stream = self._stream("masks", torch.uint8, ROLE_MASKS, 1)
+            e.mask_length = len(payload)
+            self._put(e.mask_stream, payload)
+        # An exception costs its value plus a ~1-2 byte position; past half the tensor, store it all.
+        if n_exc and k + n_exc * (1 + 2 / t.element_size()) >= t.numel():
+            e.flags |= FLAG_DENSE
+            values = t.reshape(-1)
+        else:
+            flat = t.reshape(-1)
+            values = torch.cat([flat[mask.reshape(-1)], flat[exc_pos]])
+            e.n_exceptions = n_exc
+            if n_exc:
+                e.index_stream = self._index()
+                _put_deltas(self.index_writer, exc_pos.numpy())
+        e.stream = self._stream("trained", t.dtype, ROLE_VALUES, t.element_size())
+        self._put(e.stream, to_numpy_bytes(values))
+        return e
+
+    def _index(self) -> int:
+        if self.index_stream < 0:
+            self.index_stream = self._stream("index", torch.uint8, ROLE_INDEX, 1)
+        return self.index_stream
+
+    def _scheme(self, scheme: str) -> int:
+        if scheme not in self.header.schemes:
+            self.header.schemes.append(scheme)
+        return self.header.schemes.index(scheme)
+
+    # -- whole file -----------------------------------------------------------------------------
+    def pack(self, obj: Any) -> PackResult:
+        self.obj = obj
+        special: dict[int, Any] = {}
+        if self.info:
+            sd = obj["state_dict"]
+            for name in sd:  # state-dict tensors claim their own names first
+                if isinstance(sd[name], torch.Tensor):
+                    self.add(sd[name], name)
+            order = [self.by_id[id(sd[n])] for n in self.info.tensors]
+            special[id(obj["fzpack"]["tensors"])] = {"$fzt": order}
+        tree = TreeEncoder(self.add, special).encode(obj)
+        options = [(TREE_JSON, tree), (TREE_ZSTD, encode_stream(tree, 1, candidates=(ZSTD,))[1]),
+                   (TREE_ZSTD_DICT, zstd_dict_compress(tree))]
+        self.header.tree_codec, self.header.tree = min(options, key=lambda o: len(o[1]))
+        if self.index_stream >= 0:
+            idx = self.index_writer.getvalue()
+            self.chunks[self.index_stream] = [idx]
+            self.header.streams[self.index_stream].raw_length = len(idx)
+        stored = []
+        for s, parts in zip(self.header.streams, self.chunks):
+            codec, payload = encode_stream(b"".join(parts), s.itemsize) if s.role != ROLE_MASKS else (0, b"".join(parts))
+            s.codec = codec
+            stored.append(payload)
+        data = write_container(self.header, stored)
+        return PackResult(data=data, header=self.header, frozen=self.info is not None, stream_groups=self.groups)
+
+
+def pack(obj: Any) -> PackResult:
+    """Encode a checkpoint object (anything ``torch.load(weights_only=True)`` returns).
+
+    A valid `fzpack` entry turns on frozen coding; an invalid one falls back to generic coding
+    with a note saying why, so compression never loses data because of metadata.
+    """
+    notes = []
+    try:
+        info = frozen_info(obj)
+    except CheckpointError as e:
+        info = None
+        notes.append(f"the 'fzpack' entry is not valid ({e}); compressed generically")
+    if info is not None and not _canonical(obj["fzpack"]["tensors"], info):
+        notes.append("the 'fzpack.tensors' entries are not in canonical form; compressed generically")
+        info = None
+    if info is None and not notes:
+        notes.append("no frozen structure found (no 'fzpack' entry): generic lossless coding only")
+    result = _Packer(info).pack(obj)
+    result.notes = notes + result.notes
+    return result
+
+
+def _canonical(tensors: Mapping, info: FrozenInfo) -> bool:
+    """Restore rebuilds 'tensors' from the table: it must be exactly what we would rebuild."""
+    for name, t in tensors.items():
+        ft = info.tensors[name]
+        want = {**ft.spec.to_dict(), "scheme": ft.scheme}
+        init = t["init"]
+        if list(init) != list(want) or any(type(init[k]) is not type(want[k]) or init[k] != want[k] for k in want):
+            return False
+    return True
+
+
+def _params(spec: Any) -> tuple[float, ...]:
+    return {"zeros": (), "normal": (spec.p0, spec.p1), "uniform": (spec.p0, spec.p1), "pm": (spec.p0,), "bank": (spec.p0,)}[spec.dist]
+
+
+def _put_deltas(w: Writer, pos: np.ndarray) -> None:
+    prev = -1
+    for p in pos.tolist():
+        w.varint(p - prev - 1)
+        prev = p
+
+
+def _check_supported(t: torch.Tensor, where: str) -> None:
+    if t.layout != torch.strided:
+        raise CheckpointError(f"tensor {where!r} has layout {t.layout}; only dense (strided) tensors are supported")
+    if t.is_quantized or t.device.type == "meta":
+        raise CheckpointError(f"tensor {where!r} is quantized or on the meta device; not supported")
+    if t.dtype not in DTYPE_IDS:
+        raise CheckpointError(f"tensor {where!r} has dtype {t.dtype}, which fzpack v1 cannot store")
+
+
+def _storage_key(t: torch.Tensor) -> tuple:
+    if t.numel() == 0:
+        return ("empty", id(t))
+    return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype, t.device)
