@@ -19,6 +19,59 @@ from fzpack.models import (
 
 ALL_MODELS = list_models()
 
+def _layer(prefix: str, bias: bool = True) -> list[str]:
+    """State names of a Conv/Linear layer."""
+    return [f"{prefix}.weight"] + ([f"{prefix}.bias"] if bias else [])
+
+
+def _bn(prefix: str) -> list[str]:
+    """State names of a BatchNorm layer (affine parameters, then running statistics)."""
+    return [f"{prefix}.{s}" for s in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")]
+
+
+def _vgg16d_names() -> list[str]:
+    # torchvision vgg16_bn numbering: conv, BN, ReLU per ConvBlock, one index per max-pool.
+    names: list[str] = []
+    i = 0
+    for item in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"):
+        if item == "M":
+            i += 1
+        else:
+            names += _layer(f"features.{i}") + _bn(f"features.{i + 1}")
+            i += 3
+    assert i == 44
+    return names + [
+        *_layer("classifier.0"), *_bn("classifier.1"),
+        *_layer("classifier.3"), *_bn("classifier.4"),
+        *_layer("classifier.6"),
+    ]
+
+
+def _block_names(prefix: str, shortcut: str | None) -> list[str]:
+    names = _layer(f"{prefix}.conv1", False) + _bn(f"{prefix}.bn1")
+    names += _layer(f"{prefix}.conv2", False) + _bn(f"{prefix}.bn2")
+    if shortcut:
+        names += _layer(f"{prefix}.{shortcut}.0", False) + _bn(f"{prefix}.{shortcut}.1")
+    return names
+
+
+def _resnet34_tiny_names() -> list[str]:
+    # torchvision names; Table S5: every stage's first block (stage 1 included) has a projection.
+    names = _layer("conv1", False) + _bn("bn1")
+    for stage, n_blocks in zip((1, 2, 3, 4), (3, 4, 6, 3)):
+        for j in range(n_blocks):
+            names += _block_names(f"layer{stage}.{j}", "downsample" if j == 0 else None)
+    return names + _layer("fc")
+
+
+def _resnet20_names() -> list[str]:
+    # open_lth names; blocks 3 and 6 open segments 2 and 3 (stride 2, projection shortcut).
+    names = _layer("conv", False) + _bn("bn")
+    for i in range(9):
+        names += _block_names(f"blocks.{i}", "shortcut" if i in (3, 6) else None)
+    return names + _layer("fc")
+
+
 # Standard state_dict names per model, in order (the container stores tensors by these names).
 EXPECTED_STATE = {
     "lenet-300-100": ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"],
@@ -26,15 +79,37 @@ EXPECTED_STATE = {
         "conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
         "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias",
     ],
+    "vgg16-d": _vgg16d_names(),
+    "resnet34-tiny": _resnet34_tiny_names(),
+    "resnet20": _resnet20_names(),
 }
 
 # Paper counts (FreezeNet Fig. S9 / S10), written out here rather than read from the registry.
 PAPER_COUNTS = {"lenet-300-100": (266_610, 410), "lenet5-caffe": (431_080, 580)}
 
+# (family, total, non-weight) for the default configs of the bigger families:
+# vgg16-d: FreezeNet Fig. S11, 15,255,626 = weights + 5,258 biases + 10,496 BatchNorm (CIFAR-10);
+# resnet34-tiny: FreezeNet Table S5, 21,383,816 = 21,366,464 weights + 200 biases + 17,152 BatchNorm;
+# resnet20: open_lth cifar_resnet_20 (W=16), 272,474 = 270,896 weights + 1,568 BatchNorm + 10 biases.
+LARGE_COUNTS = {
+    "vgg16-d": ("vgg", 15_255_626, 5_258 + 10_496),
+    "resnet34-tiny": ("resnet", 21_383_816, 200 + 17_152),
+    "resnet20": ("resnet", 272_474, 1_568 + 10),
+}
 
-def _input_for(name: str, batch: int = 3) -> torch.Tensor:
+# Input side length per model without an ``input_size`` config key.
+INPUT_SIZE = {"vgg16-d": 32, "resnet34-tiny": 64, "resnet20": 32}
+
+
+def _input_for(name: str, batch: int = 2) -> torch.Tensor:
     cfg = model_info(name).default_config
-    return torch.zeros(batch, cfg.get("in_channels", 1), cfg.get("input_size", 28), cfg.get("input_size", 28))
+    size = INPUT_SIZE.get(name, cfg.get("input_size", 28))
+    return torch.zeros(batch, cfg.get("in_channels", 1), size, size)
+
+
+def _non_weight_count(model: nn.Module) -> int:
+    weight_names = set(prunable_weights(model))
+    return sum(p.numel() for n, p in model.named_parameters() if n not in weight_names)
 
 
 def test_registry_lists_the_lenets() -> None:
@@ -60,11 +135,13 @@ def test_parameter_count_matches_registry(name: str) -> None:
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_forward_shape_and_dtype(name: str) -> None:
     model = create_model(name)
-    out = model(_input_for(name))
-    assert out.shape == (3, model_info(name).default_config["num_classes"])
+    out = model(_input_for(name))  # 2 images keep the ResNet34 / VGG16 forward cheap
+    assert out.shape == (2, model_info(name).default_config["num_classes"])
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
-    out = create_model(name, num_classes=7)(_input_for(name, batch=1))
-    assert out.shape == (1, 7)
+    # Other head: the shape is checked on the meta device (no compute, cheap for ResNet34).
+    # Batch 2, not 1: VGG16-D's BatchNorm1d cannot normalise a single sample in train mode.
+    out = create_model(name, num_classes=7, device="meta")(_input_for(name, batch=2).to("meta"))
+    assert out.shape == (2, 7)
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
@@ -77,7 +154,7 @@ def test_plain_module_in_train_mode(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_STATE))
 def test_state_dict_names(name: str) -> None:
-    assert list(create_model(name).state_dict()) == EXPECTED_STATE[name]
+    assert list(create_model(name, device="meta").state_dict()) == EXPECTED_STATE[name]
 
 
 def test_every_registered_model_has_expected_names() -> None:
@@ -162,3 +239,115 @@ def test_register_model_rejects_duplicates_and_unseeded_modules() -> None:
         assert count_parameters(create_model("_test-embedding", device="meta")) == 40
     finally:
         del registry._REGISTRY["_test-embedding"]
+
+
+# --- VGG16-D and the ResNets ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(LARGE_COUNTS))
+def test_large_models_registered_with_paper_counts(name: str) -> None:
+    family, total, non_weight = LARGE_COUNTS[name]
+    info = model_info(name)
+    assert (info.family, info.params, info.biases) == (family, total, non_weight)
+    assert info.reference and info.description
+    model = create_model(name, device="meta")
+    assert count_parameters(model) == total
+    assert _non_weight_count(model) == non_weight
+
+
+def test_vgg16d_counts_and_layout() -> None:
+    # Fig. S11: CIFAR-100 15,301,796 (5,348 biases + 10,496 BatchNorm).
+    m100 = create_model("vgg16-d", num_classes=100, device="meta")
+    assert count_parameters(m100) == 15_301_796
+    assert _non_weight_count(m100) == 5_348 + 10_496
+    model = create_model("vgg16-d", device="meta")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) and c.bias is not None for c in convs)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 13
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 5
+    assert not any(isinstance(m, nn.Dropout) for m in model.modules())
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(fc.in_features, fc.out_features) for fc in linears] == [(512, 512), (512, 512), (512, 10)]
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in model.modules()) == 2
+    # Other input channels / classes: shapes checked on the meta device (no compute).
+    gray = create_model("vgg16-d", in_channels=1, num_classes=100, device="meta")
+    assert gray(torch.empty(2, 1, 32, 32, device="meta")).shape == (2, 100)
+
+
+def test_vgg16d_rejects_other_input_sizes() -> None:
+    model = create_model("vgg16-d", device="meta")
+    with pytest.raises(ValueError, match="32 x 32"):
+        model(torch.empty(2, 3, 64, 64, device="meta"))
+
+
+def test_vgg16d_batchnorm_initialised_to_constants() -> None:
+    model = create_model("vgg16-d")
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert len(bns) == 15
+    for bn in bns:
+        assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+        assert torch.all(bn.running_mean == 0) and torch.all(bn.running_var == 1)
+        assert bn.num_batches_tracked.item() == 0
+
+
+def test_resnet34_tiny_follows_table_s5() -> None:
+    model = create_model("resnet34-tiny", device="meta")
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+    assert [len(getattr(model, f"layer{k}")) for k in (1, 2, 3, 4)] == [3, 4, 6, 3]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.bias is None for c in convs)
+    assert model.fc.bias is not None and (model.fc.in_features, model.fc.out_features) == (512, 200)
+    # Output sizes of Table S5: 64 -> 32 (stage 1 already has stride 2) -> 16 -> 8 -> 4.
+    x = torch.empty(2, 3, 64, 64, device="meta")
+    x = model.bn1(model.conv1(x))
+    assert x.shape[-2:] == (64, 64)
+    for k, (side, chans) in enumerate([(32, 64), (16, 128), (8, 256), (4, 512)], start=1):
+        x = getattr(model, f"layer{k}")(x)
+        assert x.shape[1:] == (chans, side, side)
+    # Table S5 weight count 21,366,464 needs the 64 -> 64 1x1 projection in layer1.0.
+    assert model.layer1[0].downsample[0].weight.shape == (64, 64, 1, 1)
+    weights = set(prunable_weights(model))
+    assert sum(p.numel() for n, p in model.named_parameters() if n in weights) == 21_366_464
+    # Synaptic-Flow's variant (stage 1 stride 1, identity shortcuts there): 4,096 + 128 fewer.
+    flat = create_model("resnet34-tiny", first_stride=1, device="meta")
+    assert count_parameters(flat) == 21_383_816 - 64 * 64 - 2 * 64
+    assert isinstance(flat.layer1[0].downsample, nn.Identity)
+
+
+@pytest.mark.parametrize("width", [4, 8, 16, 32])
+@pytest.mark.parametrize("num_classes", [10, 100])
+def test_resnet20_count_formula(width: int, num_classes: int) -> None:
+    # convs 27W + 1054W^2 (incl. 1x1 shortcuts 2W^2 + 8W^2), BN 2 x 49W, fc (4W + 1) x classes.
+    model = create_model("resnet20", width=width, num_classes=num_classes, device="meta")
+    expected = 1054 * width**2 + 27 * width + 98 * width + (4 * width + 1) * num_classes
+    assert count_parameters(model) == expected
+    assert _non_weight_count(model) == 98 * width + num_classes
+    if (width, num_classes) == (16, 10):
+        assert expected == 272_474
+
+
+def test_resnet20_layout() -> None:
+    model = create_model("resnet20", device="meta")
+    assert len(model.blocks) == 9
+    strides = [b.conv1.stride[0] for b in model.blocks]
+    assert strides == [1, 1, 1, 2, 1, 1, 2, 1, 1]
+    assert [b.conv2.out_channels for b in model.blocks] == [16] * 3 + [32] * 3 + [64] * 3
+    has_proj = [not isinstance(b.shortcut, nn.Identity) for b in model.blocks]
+    assert has_proj == [False, False, False, True, False, False, True, False, False]
+    assert model(torch.empty(2, 3, 32, 32, device="meta")).shape == (2, 10)
+    wide = create_model("resnet20", width=32, num_classes=100, in_channels=1, device="meta")
+    assert wide.fc.in_features == 128
+    assert wide(torch.empty(2, 1, 32, 32, device="meta")).shape == (2, 100)
+
+
+def test_large_model_config_errors() -> None:
+    with pytest.raises(ModelError, match="width"):
+        create_model("resnet20", width=0, device="meta")
+    with pytest.raises(ModelError, match="first_stride"):
+        create_model("resnet34-tiny", first_stride=3, device="meta")
+    with pytest.raises(ModelError, match="num_classes"):
+        create_model("vgg16-d", num_classes=0, device="meta")
+    with pytest.raises(ModelError, match="unknown config key"):
+        create_model("vgg16-d", input_size=64, device="meta")

@@ -19,6 +19,8 @@ from fzpack.models.registry import (
 
 # Importing a family module registers its models; one line per family.
 from fzpack.models import lenet  # noqa: E402,F401  (import for its side effect)
+from fzpack.models import vgg  # noqa: E402,F401
+from fzpack.models import resnet  # noqa: E402,F401
 
 __all__ = [
     "ModelError",
