@@ -7,21 +7,17 @@ import torch
 
 import fzpack
 from fzpack.data.synthetic import make_synthetic
-from fzpack.methods.saliency import saliency_scores, select_trainable
+from fzpack.freezenet import freeze_
 from fzpack.models.registry import create_model
 
 
 def build_frozen_checkpoint(rate: float = 0.99, seed: int = 7, arch: str = "lenet5-caffe", train_steps: int = 3) -> dict:
     """A FreezeNet checkpoint: seeded init, SNIP-saliency mask on synthetic data, a few masked steps."""
     model = create_model(arch)
-    frozen = fzpack.init_from_seed_(model, seed)
     x, y = make_synthetic(64, seed=seed)
     x = x.float() / 255
-    if arch == "lenet-300-100":
-        x = x.flatten(1)
-    masks = select_trainable(saliency_scores(model, x, y), rate, seed=seed)
-    for n, m in masks.items():
-        frozen[n].mask = m
+    frozen = freeze_(model, (x, y), rate=rate, seed=seed)
+    masks = {n: f.mask for n, f in frozen.items()}
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     params = dict(model.named_parameters())
     for _ in range(train_steps):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -140,13 +141,22 @@ def load_checkpoint(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unpickling failed"
+        text = str(e)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if "Weights only load failed" not in text or not found:
+            op = re.search(r"Unsupported operand \d+", text)
+            raise CheckpointError(f"not a readable PyTorch checkpoint: invalid pickle data{f' ({op.group(0)})' if op else ''}") from e
+        detail = f" (it calls {found.group(1)})"
         raise CheckpointError(
-            "refusing to load: the file needs code execution to unpickle (only weights_only=True "
-            f"loading is allowed; {first[:160]})") from e
+            f"refusing to load: unpickling this file would run code{detail}; fzpack only reads checkpoints "
+            "that load with torch.load(weights_only=True) - re-save it as a plain state dict") from e
     except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError, AttributeError, KeyError, TypeError, IndexError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"not a readable PyTorch checkpoint: {msg[:200]}") from e
+        raise CheckpointError(f"not a readable PyTorch checkpoint: {_first_line(str(e)) or type(e).__name__}") from e
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0][:200] if lines else ""
 
 
 def frozen_info(ckpt: Any) -> FrozenInfo | None:

@@ -18,7 +18,7 @@ import torch
 from fzpack.checkpoint import FrozenInfo, FrozenTensor, frozen_info
 from fzpack.codecs.mask import encode_mask
 from fzpack.codecs.values import ZSTD, encode_stream, zstd_dict_compress
-from fzpack.container.bytes_io import Writer
+from fzpack.container.bytes_io import Writer, encode_varints
 from fzpack.container.file import write_container
 from fzpack.container.layout import (
     ALIAS, DTYPE_IDS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FROZEN, GENERATOR_NONE, GENERATOR_PHILOX, PLAIN,
@@ -141,7 +141,8 @@ class _Packer:
             e.n_exceptions = n_exc
             if n_exc:
                 e.index_stream = self._index()
-                _put_deltas(self.index_writer, exc_pos.numpy())
+                pos = exc_pos.numpy()
+                self.index_writer.raw(encode_varints(np.diff(pos, prepend=-1) - 1))
         e.stream = self._stream("trained", t.dtype, ROLE_VALUES, t.element_size())
         self._put(e.stream, to_numpy_bytes(values))
         return e
@@ -219,13 +220,6 @@ def _canonical(tensors: Mapping, info: FrozenInfo) -> bool:
 
 def _params(spec: Any) -> tuple[float, ...]:
     return {"zeros": (), "normal": (spec.p0, spec.p1), "uniform": (spec.p0, spec.p1), "pm": (spec.p0,), "bank": (spec.p0,)}[spec.dist]
-
-
-def _put_deltas(w: Writer, pos: np.ndarray) -> None:
-    prev = -1
-    for p in pos.tolist():
-        w.varint(p - prev - 1)
-        prev = p
 
 
 def _check_supported(t: torch.Tensor, where: str) -> None:

@@ -17,10 +17,10 @@ import zstandard
 
 from fzpack.codecs.mask import decode_mask
 from fzpack.codecs.values import decode_stream, zstd_decompress_exact
-from fzpack.container.bytes_io import Reader
+from fzpack.container.bytes_io import decode_varints
 from fzpack.container.file import read_container
 from fzpack.container.layout import (
-    ALIAS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FROZEN, MAX_HEADER_BYTES, ROLE_MASKS, Header, TensorEntry, itemsize,
+    ALIAS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FROZEN, MAX_HEADER_BYTES, ROLE_INDEX, ROLE_MASKS, Header, TensorEntry, itemsize,
 )
 from fzpack.container.tree import TreeDecoder
 from fzpack.errors import CodecError, FormatError
@@ -65,7 +65,6 @@ def unpack(data: bytes | memoryview, *, device: str | torch.device = "cpu", max_
             raise FormatError(f"bank {b[0]!r} of length {b[1]:,} exceeds the memory limit")
     raw = [_decode(i, s, payloads[i]) if s.role != ROLE_MASKS else bytes(payloads[i]) for i, s in enumerate(header.streams)]
     cursors = [0] * len(raw)
-    index_readers: dict[int, Reader] = {}
     banks = dict(header.banks)
     tensors: list[torch.Tensor] = []
     masks: dict[int, torch.Tensor] = {}
@@ -73,16 +72,16 @@ def unpack(data: bytes | memoryview, *, device: str | torch.device = "cpu", max_
         if t.kind == ALIAS:
             tensors.append(tensors[t.target])
         elif t.kind == FROZEN:
-            out, mask = _frozen(header, t, raw, cursors, index_readers, banks, device)
+            out, mask = _frozen(header, t, raw, cursors, banks, device)
             tensors.append(out)
             masks[i] = mask
         else:
             tensors.append(_take_values(t, raw, cursors, t.numel).to(device))
         if progress:
             progress(1)
-    for i, r in index_readers.items():
-        if r.remaining:
-            raise FormatError(f"index stream {i} has {r.remaining} unused bytes")
+    for i, s in enumerate(header.streams):
+        if s.role == ROLE_INDEX and cursors[i] != len(raw[i]):
+            raise FormatError(f"index stream {i} has {len(raw[i]) - cursors[i]} unused bytes")
     obj = _tree(header, tensors, masks)
     return Unpacked(header=header, tensors=tensors, masks=masks, obj=obj)
 
@@ -118,8 +117,7 @@ def _spec(h: Header, t: TensorEntry) -> InitSpec:
         raise FormatError(f"tensor {t.name!r}: invalid init parameters: {e}") from e
 
 
-def _frozen(h: Header, t: TensorEntry, raw: list[bytes], cursors: list[int], index_readers: dict[int, Reader],
-            banks: dict[str, int], device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _frozen(h: Header, t: TensorEntry, raw: list[bytes], cursors: list[int], banks: dict[str, int], device: Any) -> tuple[torch.Tensor, torch.Tensor]:
     spec = _spec(h, t)
     regen32 = generate(spec, h.seed, t.name, t.shape, dtype=torch.float32, device=device, banks=banks)
     if t.flags & FLAG_MASK_FROM_SEED:
@@ -139,21 +137,18 @@ def _frozen(h: Header, t: TensorEntry, raw: list[bytes], cursors: list[int], ind
     flat = out.view(-1)
     flat[mask.reshape(-1)] = values[: t.k]
     if t.n_exceptions:
-        pos = _exception_positions(h, t, raw, index_readers, mask)
+        pos = _exception_positions(h, t, raw, cursors, mask)
         flat[pos.to(device)] = values[t.k :]
     return out, mask
 
 
-def _exception_positions(h: Header, t: TensorEntry, raw: list[bytes], readers: dict[int, Reader], mask: torch.Tensor) -> torch.Tensor:
-    r = readers.setdefault(t.index_stream, Reader(raw[t.index_stream], f"index stream {t.index_stream}"))
-    pos = np.empty(t.n_exceptions, dtype=np.int64)
-    prev = -1
+def _exception_positions(h: Header, t: TensorEntry, raw: list[bytes], cursors: list[int], mask: torch.Tensor) -> torch.Tensor:
     n = t.numel
-    for j in range(t.n_exceptions):
-        prev = prev + 1 + r.varint(limit=n, what="exception delta")
-        if prev >= n:
-            raise FormatError(f"tensor {t.name!r}: exception position {prev} outside its {n} elements")
-        pos[j] = prev
+    deltas, cursors[t.index_stream] = decode_varints(raw[t.index_stream], cursors[t.index_stream], t.n_exceptions, n,
+                                                     f"index stream {t.index_stream}")
+    pos = np.cumsum(deltas + 1) - 1
+    if pos[-1] >= n:
+        raise FormatError(f"tensor {t.name!r}: exception position {int(pos[-1])} outside its {n} elements")
     p = torch.from_numpy(pos)
     if mask.reshape(-1).cpu()[p].any():
         raise FormatError(f"tensor {t.name!r}: an exception position is a trained entry")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
+
 from fzpack.errors import FormatError
 
 VARINT_MAX_BYTES = 9  # values < 2**63 need at most 9 LEB128 bytes
@@ -126,3 +128,47 @@ class Reader:
     def expect_end(self) -> None:
         if self.remaining:
             raise FormatError(f"{self._what} has {self.remaining} unexpected trailing bytes")
+
+
+def encode_varints(values: np.ndarray) -> bytes:
+    """Vectorised LEB128 of non-negative integers < 2**63 (same bytes as :meth:`Writer.varint`)."""
+    v = np.asarray(values, dtype=np.uint64)
+    if v.size == 0:
+        return b""
+    nbytes = np.ones(v.shape, dtype=np.int64)
+    for i in range(1, VARINT_MAX_BYTES):
+        nbytes += v >= np.uint64(1 << (7 * i))
+    out = np.empty(int(nbytes.sum()), dtype=np.uint8)
+    starts = np.concatenate([[0], np.cumsum(nbytes)[:-1]])
+    for i in range(int(nbytes.max())):
+        live = nbytes > i
+        group = ((v[live] >> np.uint64(7 * i)) & np.uint64(0x7F)).astype(np.uint8)
+        more = (nbytes[live] > i + 1).astype(np.uint8) << 7
+        out[starts[live] + i] = group | more
+    return out.tobytes()
+
+
+def decode_varints(data: bytes | memoryview, pos: int, n: int, limit: int, what: str = "varint") -> tuple[np.ndarray, int]:
+    """Decode ``n`` consecutive canonical varints from ``data[pos:]``; returns (values, new pos).
+
+    Vectorised twin of :meth:`Reader.varint`, with the same validation (length, canonical form,
+    ``limit``).
+    """
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), pos
+    arr = np.frombuffer(data, dtype=np.uint8)[pos:]
+    ends = np.flatnonzero(arr < 0x80)[:n]
+    if len(ends) < n:
+        raise FormatError(f"{what}: stream ends inside its {n} varints")
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    if lengths.max() > VARINT_MAX_BYTES:
+        raise FormatError(f"{what}: varint longer than {VARINT_MAX_BYTES} bytes")
+    if np.any((lengths > 1) & (arr[ends] == 0)):
+        raise FormatError(f"{what}: non-canonical varint")
+    used = arr[: ends[-1] + 1].astype(np.uint64) & np.uint64(0x7F)
+    shift = (np.arange(len(used)) - np.repeat(starts, lengths)).astype(np.uint64) * np.uint64(7)
+    values = np.add.reduceat(used << shift, starts)
+    if values.max() > np.uint64(limit):
+        raise FormatError(f"{what}: value {int(values.max())} exceeds its limit {limit}")
+    return values.astype(np.int64), pos + int(ends[-1]) + 1

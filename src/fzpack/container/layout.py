@@ -276,8 +276,11 @@ def _validate(h: Header) -> None:
                 _use(h, used, t.mask_stream, ROLE_MASKS, 1, t.mask_length, t.name)
             if t.n_exceptions:
                 _check_role(h, t.index_stream, ROLE_INDEX, t.name)
+                used[t.index_stream] += t.n_exceptions
         _use(h, used, t.stream, ROLE_VALUES, itemsize(t.dtype), t.stored_count * itemsize(t.dtype), t.name)
     for i, s in enumerate(h.streams):
+        if s.role == ROLE_INDEX and not used[i] <= s.raw_length <= 9 * used[i]:
+            raise FormatError(f"index stream {i}: {s.raw_length} bytes cannot hold its {used[i]} positions")
         if s.role != ROLE_INDEX and used[i] != s.raw_length:
             raise FormatError(
                 f"stream {i}: header says {s.raw_length} bytes but its tensors need {used[i]}"

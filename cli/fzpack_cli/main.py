@@ -1,0 +1,9 @@
+"""Entry point of the `fzpack` console script: importing the command modules registers them."""
+
+from fzpack_cli import compress_cmd, demo_cmd, inspect_cmd, restore_cmd, verify_cmd  # noqa: F401
+from fzpack_cli.app import cli
+
+__all__ = ["cli"]
+
+if __name__ == "__main__":
+    cli()
