@@ -1,0 +1,93 @@
+"""Write the container test vectors: small `.fzp` files and the `.pt` checkpoints they restore to.
+
+Run from the repository root:  python formats/vectors/make_vectors.py
+Writes formats/vectors/<name>.fzp, <name>.pt and manifest.json (sizes and SHA-256 of each file).
+Every checkpoint is built from fzpack's own generator and fixed constants, so the vectors are
+reproducible on any machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from fzpack.checkpoint import save_checkpoint
+from fzpack.generator import InitSpec, generate, random_mask
+from fzpack.pack import pack
+
+HERE = Path(__file__).resolve().parent
+
+
+def _frozen(name: str, spec: InitSpec, shape: tuple[int, ...], seed: int, mask: torch.Tensor, scheme: str,
+            banks: dict | None = None) -> tuple[torch.Tensor, dict]:
+    w = generate(spec, seed, name, shape, banks=banks)
+    k = int(mask.sum())
+    w[mask] = torch.arange(1, k + 1, dtype=torch.float32) / 64  # exact "trained" values
+    return w, {"init": {**spec.to_dict(), "scheme": scheme}, "mask": mask}
+
+
+def _entry(seed: int, method: str, tensors: dict, banks: dict | None = None) -> dict:
+    return {"convention": 1, "generator": "fzpack-philox4x64-10/v1", "seed": seed, "method": method,
+            "tensors": tensors, "banks": banks or {}, "arch": None, "metadata": {}}
+
+
+def vectors() -> dict[str, object]:
+    out: dict[str, object] = {}
+    # 1. A frozen normal tensor with a structured (coded) mask, plus a plain bias.
+    seed = 1
+    mask = torch.zeros(8, 6, dtype=torch.bool)
+    mask[1, :3] = mask[5, 2] = mask[6, 4] = True
+    w, t = _frozen("fc.weight", InitSpec("normal", 0.0, 0.25), (8, 6), seed, mask, "xavier_normal")
+    out["frozen_normal"] = {"state_dict": {"fc.weight": w, "fc.bias": torch.linspace(-1, 1, 8)},
+                            "fzpack": _entry(seed, "freezenet", {"fc.weight": t})}
+    # 2. A random-mask freeze: the mask is regenerated from the seed and costs no bytes.
+    seed = 2
+    mask = random_mask(seed, "conv.weight", (4, 2, 3, 3), 5)
+    w, t = _frozen("conv.weight", InitSpec("uniform", -0.5, 0.5), (4, 2, 3, 3), seed, mask, "kaiming_uniform")
+    out["random_mask"] = {"state_dict": {"conv.weight": w}, "fzpack": _entry(seed, "random-mask", {"conv.weight": t})}
+    # 3. Exceptions (edited frozen entries) in one tensor, a fully decayed tensor stored dense.
+    seed = 3
+    m1 = torch.zeros(5, 5, dtype=torch.bool)
+    m1[0, 0] = True
+    a, ta = _frozen("a.weight", InitSpec("pm", 0.125), (5, 5), seed, m1, "pm_sigma")
+    a[4, 4], a[2, 1] = 9.0, -0.0
+    b, tb = _frozen("b.weight", InitSpec("normal", 0.0, 1.0), (3, 4), seed, torch.eye(3, 4, dtype=torch.bool), "normal")
+    b = b * 0.5
+    out["exceptions_dense"] = {"state_dict": {"a.weight": a, "b.weight": b},
+                               "fzpack": _entry(seed, "freezenet", {"a.weight": ta, "b.weight": tb})}
+    # 4. Two layers sharing one random bank (LCResNet recycled sharing), SNIP zeros.
+    seed = 4
+    banks = {"bank0": 50}
+    m = torch.zeros(4, 9, dtype=torch.bool)
+    m[0, 0] = True
+    s1, t1 = _frozen("l1.weight", InitSpec("bank", 0.5, bank="bank0", offset=0), (4, 9), seed, m, "bank", banks)
+    s2, t2 = _frozen("l2.weight", InitSpec("bank", 0.25, bank="bank0", offset=36), (4, 9), seed, m, "bank", banks)
+    z, tz = _frozen("p.weight", InitSpec("zeros"), (3, 3), seed, torch.eye(3, dtype=torch.bool), "zeros")
+    out["bank_and_zeros"] = {"state_dict": {"l1.weight": s1, "l2.weight": s2, "p.weight": z},
+                             "fzpack": _entry(seed, "lcresnet", {"l1.weight": t1, "l2.weight": t2, "p.weight": tz}, banks)}
+    # 5. No frozen structure: a nested generic checkpoint with every kind of value.
+    sd = OrderedDict([("w", torch.arange(6, dtype=torch.float32).reshape(2, 3)), ("n", torch.tensor(7)),
+                      ("h", torch.tensor([1.5, -2.0], dtype=torch.bfloat16)), ("flag", torch.tensor([True, False]))])
+    sd._metadata = OrderedDict([("", {"version": 1})])  # type: ignore[attr-defined]
+    out["generic"] = {"model": sd, "epoch": 3, "lr": 0.1, "nan": float("nan"), "tuple": (1, "x"), "keys": {0: None},
+                      "bytes": b"\x00\xff", "dtype": torch.float16, "tied": [sd["w"], sd["w"]]}
+    return out
+
+
+def main() -> None:
+    manifest = {}
+    for name, obj in vectors().items():
+        save_checkpoint(obj, HERE / f"{name}.pt")
+        data = pack(obj).data
+        (HERE / f"{name}.fzp").write_bytes(data)
+        manifest[name] = {"fzp_bytes": len(data), "fzp_sha256": hashlib.sha256(data).hexdigest()}
+    (HERE / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(json.dumps(manifest, indent=2))
+
+
+if __name__ == "__main__":
+    main()

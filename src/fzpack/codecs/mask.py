@@ -1,0 +1,174 @@
+"""Mask codec: entropy-coded boolean masks of trained entries (format: formats/mask-codec-v1.md).
+
+The payload's first byte names the model that coded it:
+
+* 0 ``CONST``  - all entries 0 or all 1 (the container's ``count`` tells which); nothing else.
+* 1 ``IID``    - one Bernoulli probability ``round(count / n * 2**16)``, known to the decoder.
+* 2 ``FACTOR`` - additive log-odds model with a level per row / column / spatial position and
+  per |W0| magnitude bin, levels transmitted as side information (see ``mask_models``).
+* 3 ``RAW``    - the bits themselves, 8 per byte (wins only on tiny masks; caps the worst case).
+
+The encoder tries the models and keeps the shortest payload, so a mask never costs much more
+than its i.i.d. bound; structured SNIP/FreezeNet masks cost far less.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+from fzpack.codecs.mask_ans import BitReader, BitWriter, ratio_prob
+from fzpack.codecs.mask_fit import factor_candidates
+from fzpack.codecs.mask_models import chain_work_limit, decode_factor_model, encode_factor_model
+from fzpack.errors import CodecError
+
+MODEL_CONST, MODEL_IID, MODEL_FACTOR, MODEL_RAW = 0, 1, 2, 3
+MAX_ENTRIES = 1 << 34
+
+
+def _as_mask(mask: np.ndarray) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.dtype != np.bool_:
+        if not (np.issubdtype(m.dtype, np.integer) and ((m == 0) | (m == 1)).all()):
+            raise CodecError("mask must be a boolean array (or an integer array of 0/1)")
+        m = m.astype(bool)
+    return m
+
+
+def _check_context(context: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    if context is None:
+        return None
+    c = np.asarray(context)
+    if c.shape != tuple(shape):
+        raise CodecError(f"mask context shape {c.shape} does not match mask shape {tuple(shape)}")
+    if not (np.issubdtype(c.dtype, np.floating) or np.issubdtype(c.dtype, np.integer)):
+        raise CodecError("mask context must be a real-valued array")
+    return c.astype(np.float32, copy=False)
+
+
+def _encode_iid(flat: np.ndarray, k: int) -> bytes:
+    w = BitWriter()
+    w.add(flat, ratio_prob(k, flat.size))
+    return bytes([MODEL_IID]) + w.to_bytes()
+
+
+def encode_mask(mask: np.ndarray, context: np.ndarray | None = None) -> bytes:
+    """Encode a boolean mask; ``context`` (e.g. |W0|, same shape) may sharpen the model.
+
+    The decoder must be given the same context (or None if None was given here).
+    """
+    m = _as_mask(mask)
+    ctx = _check_context(context, m.shape)
+    flat = m.ravel()
+    n, k = flat.size, int(np.count_nonzero(flat))
+    if n > MAX_ENTRIES:
+        raise CodecError(f"mask has {n} entries, more than the codec supports")
+    if k == 0 or k == n:
+        return bytes([MODEL_CONST])
+    raw = bytes([MODEL_RAW]) + np.packbits(flat, bitorder="little").tobytes()
+    payloads = [_encode_iid(flat, k), raw]
+    for model, bins in factor_candidates(flat, m.shape, ctx):
+        payloads.append(bytes([MODEL_FACTOR]) + encode_factor_model(model, flat, m.shape, bins))
+    return min(payloads, key=lambda p: (len(p), p[0]))  # ties: lowest model id
+
+
+def _check_shape(shape) -> tuple[tuple[int, ...], int]:
+    try:
+        dims = tuple(operator.index(d) for d in shape)
+    except (TypeError, ValueError):
+        raise CodecError("mask shape must be a tuple of integers") from None
+    if any(d < 0 for d in dims) or len(dims) > 16:
+        raise CodecError(f"invalid mask shape {dims}")
+    n = math.prod(dims)
+    if n > MAX_ENTRIES:
+        raise CodecError(f"mask shape {dims} has too many entries")
+    return dims, n
+
+
+def decode_mask(
+    payload: bytes, shape: tuple[int, ...], count: int, context: np.ndarray | None = None
+) -> np.ndarray:
+    """Decode a payload into a bool array of ``shape`` with exactly ``count`` True entries."""
+    dims, n = _check_shape(shape)
+    if not isinstance(count, (int, np.integer)) or not 0 <= int(count) <= n:
+        raise CodecError(f"mask count {count!r} out of range for {n} entries")
+    count = int(count)
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise CodecError(f"mask payload must be bytes, not {type(payload).__name__}")
+    data = bytes(payload)
+    # Refuse early what no valid encoding can reach: <= 16 bits per coded bit, bounded level
+    # symbols, and a header of at most a few kilobytes.
+    if not data or len(data) > 2 * (n + chain_work_limit(n)) + 8192:
+        raise CodecError(f"mask payload length {len(data)} impossible for shape {dims}")
+    try:
+        out = _decode(data, dims, n, count, _check_context(context, dims))
+    except CodecError:
+        raise
+    except Exception as exc:  # safety net: hostile input must never escape as another type
+        raise CodecError(f"mask payload undecodable ({type(exc).__name__}: {exc})") from None
+    if int(np.count_nonzero(out)) != count:
+        raise CodecError(f"decoded mask has {np.count_nonzero(out)} entries set, expected {count}")
+    return out.reshape(dims)
+
+
+def _decode(data: bytes, dims, n: int, count: int, context) -> np.ndarray:
+    model = data[0]
+    if model == MODEL_CONST:
+        if len(data) != 1 or count not in (0, n):
+            raise CodecError("constant mask payload inconsistent with its count")
+        return np.full(n, count == n and n > 0, dtype=bool)
+    if model == MODEL_IID:
+        if count in (0, n):
+            raise CodecError("i.i.d. mask payload used for a constant mask")
+        r = BitReader(data[1:])
+        out = r.read(n, ratio_prob(count, n))
+        r.finish()
+        return out
+    if model == MODEL_FACTOR:
+        if count in (0, n):
+            raise CodecError("structured mask payload used for a constant mask")
+        return decode_factor_model(data, 1, dims, context)
+    if model == MODEL_RAW:
+        if count in (0, n):
+            raise CodecError("raw mask payload used for a constant mask")
+        if len(data) != 1 + (n + 7) // 8:
+            raise CodecError(f"raw mask payload has {len(data) - 1} bytes, expected {(n + 7) // 8}")
+        bits = np.unpackbits(np.frombuffer(data, np.uint8, offset=1), bitorder="little")
+        if bits[n:].any():
+            raise CodecError("raw mask payload has non-zero padding bits")
+        return bits[:n].astype(bool)
+    raise CodecError(f"unknown mask model id {model}")
+
+
+def _bern_bits(n: np.ndarray, k: np.ndarray) -> float:
+    n = n.astype(np.float64)
+    k = k.astype(np.float64)
+    ok = (k > 0) & (k < n)
+    p = k[ok] / n[ok]
+    return float(-(n[ok] * (p * np.log2(p) + (1 - p) * np.log2(1 - p))).sum())
+
+
+def mask_entropy_bounds(mask: np.ndarray) -> dict:
+    """Reference code lengths in bits, all *without* side information.
+
+    ``iid_bits``: n*H(k/n). ``row_bits`` / ``col_bits``: sum over rows (dim 0) / columns (the
+    other dims flattened) of len*H(count/len). ``rowcol_bits``: min of the two.
+    ``independence_bits``: code length under p_ij = r_i*c_j/k (row x column independence,
+    clipped to [1e-9, 1-1e-9]). For 0-/1-D masks the row/column bounds equal the i.i.d. bound.
+    """
+    m = _as_mask(mask)
+    n, k = m.size, int(np.count_nonzero(m))
+    iid = _bern_bits(np.array([n]), np.array([k]))
+    if m.ndim < 2 or n == 0:
+        row = col = indep = iid
+    else:
+        v = m.reshape(m.shape[0], -1)
+        r, c = v.sum(1), v.sum(0)
+        row = _bern_bits(np.full(r.size, v.shape[1]), r)
+        col = _bern_bits(np.full(c.size, v.shape[0]), c)
+        pr = np.clip(np.outer(r, c) / max(k, 1), 1e-9, 1 - 1e-9)
+        indep = float(-(np.log2(pr[v]).sum() + np.log2(1 - pr[~v]).sum()))
+    return {"n": n, "k": k, "iid_bits": iid, "row_bits": row, "col_bits": col,
+            "rowcol_bits": min(row, col), "independence_bits": indep}
