@@ -164,3 +164,13 @@ def test_random_frozen_tensors_roundtrip(seed, rows, cols, density, dist, edits)
         flat[p] = float(rng.normal())
     ck = {"state_dict": {"w": w}, "fzpack": {"convention": 1, "seed": seed, "tensors": {"w": {"init": {**spec.to_dict(), "scheme": dist}, "mask": mask}}}}
     roundtrip(ck)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_restore_on_cuda_is_bit_identical_to_cpu(frozen_ckpt):
+    data = pack(frozen_ckpt).data
+    on_gpu = fzpack.restore(data, device="cuda")
+    assert all(t.device.type == "cuda" for t in on_gpu["state_dict"].values())
+    moved = {**on_gpu, "state_dict": {k: v.cpu() for k, v in on_gpu["state_dict"].items()}}
+    assert tree_differences(frozen_ckpt, moved) == []
