@@ -18,6 +18,7 @@ import torch
 from fzpack.errors import FzpackError
 from fzpack.generator.constants import MASK
 from fzpack.generator.philox import philox_numpy, stream_key
+from fzpack.generator.schemes import check_shape
 
 
 def select_smallest(keys: np.ndarray, k: int) -> np.ndarray:
@@ -57,12 +58,7 @@ def random_mask(
         >>> int(random_mask(0, "fc.weight", (30, 40), 12).sum())
         12
     """
-    try:
-        dims = tuple(operator.index(d) for d in shape)
-    except TypeError:
-        raise FzpackError(f"shape must be a sequence of integers, got {shape!r}") from None
-    if any(d < 0 for d in dims):
-        raise FzpackError(f"shape must not have negative dimensions, got {dims}")
+    dims = check_shape(shape)
     n = math.prod(dims)
     if isinstance(k, bool):
         raise FzpackError(f"k must be an integer, got {k!r}")

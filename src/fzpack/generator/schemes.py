@@ -26,7 +26,7 @@ _LINEAR_FNS = (
 )
 
 
-def _shape(shape: Sequence[int]) -> tuple[int, ...]:
+def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
     try:
         dims = tuple(operator.index(d) for d in shape)
     except TypeError:
@@ -49,7 +49,7 @@ def fans(shape: Sequence[int]) -> tuple[int, int]:
         >>> fans((64, 3, 3, 3))
         (27, 576)
     """
-    dims = _shape(shape)
+    dims = check_shape(shape)
     if len(dims) < 2:
         raise FzpackError(f"fan in and fan out need a tensor of >= 2 dimensions, got shape {dims}")
     receptive = 1
@@ -136,19 +136,19 @@ def pm_sigma(shape: Sequence[int]) -> InitSpec:
 
 def uniform(shape: Sequence[int], low: float = 0.0, high: float = 1.0) -> InitSpec:
     """U(low, high), like torch.nn.init.uniform_ (shape only validated)."""
-    _shape(shape)
+    check_shape(shape)
     return InitSpec("uniform", low, high)
 
 
 def normal(shape: Sequence[int], mean: float = 0.0, std: float = 1.0) -> InitSpec:
     """N(mean, std), like torch.nn.init.normal_ (shape only validated)."""
-    _shape(shape)
+    check_shape(shape)
     return InitSpec("normal", mean, std)
 
 
 def zeros(shape: Sequence[int]) -> InitSpec:
     """All zeros: a pruned (SNIP) tensor's frozen part."""
-    _shape(shape)
+    check_shape(shape)
     return InitSpec("zeros")
 
 
@@ -157,7 +157,7 @@ def bank(shape: Sequence[int], bank: str, scale: float | None = None, offset: in
     if scale is None:
         scale = 1.0 / math.sqrt(_positive(fans(shape)[0], "fan_in"))
     else:
-        _shape(shape)
+        check_shape(shape)
     return InitSpec("bank", scale, 0.0, bank=bank, offset=offset)
 
 
