@@ -174,3 +174,17 @@ def test_restore_on_cuda_is_bit_identical_to_cpu(frozen_ckpt):
     assert all(t.device.type == "cuda" for t in on_gpu["state_dict"].values())
     moved = {**on_gpu, "state_dict": {k: v.cpu() for k, v in on_gpu["state_dict"].items()}}
     assert tree_differences(frozen_ckpt, moved) == []
+
+
+def test_scaled_frozen_tensor_freezenet_wd():
+    spec = fzpack.InitSpec("normal", 0.0, 0.1)
+    scale = float(np.float32(0.8731))
+    mask = torch.zeros(6, 9, dtype=torch.bool)
+    mask[0, :4] = True
+    w = generate(spec, 11, "w", (6, 9)) * scale
+    w[mask] = torch.tensor([0.5, 0.25, -1.0, 2.0])
+    ck = {"state_dict": {"w": w}, "fzpack": {"convention": 1, "seed": 11, "method": "freezenet-wd", "tensors": {
+        "w": {"init": {**spec.to_dict(), "scheme": "xavier_normal", "scale": scale}, "mask": mask}}}}
+    res, back = roundtrip(ck)
+    assert res.header.tensors[0].n_exceptions == 0 and not res.header.tensors[0].flags & FLAG_DENSE
+    assert back["fzpack"]["tensors"]["w"]["init"]["scale"] == scale

@@ -22,6 +22,7 @@ formats/checkpoint-v1.md. Loading always uses ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import re
@@ -42,7 +43,7 @@ from fzpack.methods.saliency import prunable_weights
 
 CONVENTION = 1
 GENERATOR = "fzpack-philox4x64-10/v1"
-INIT_KEYS = ("dist", "p0", "p1", "bank", "offset", "scheme")
+INIT_KEYS = ("dist", "p0", "p1", "bank", "offset", "scheme", "scale")
 ENTRY_KEYS = ("convention", "generator", "seed", "method", "tensors", "banks", "arch", "metadata")
 
 
@@ -53,6 +54,14 @@ class FrozenTensor:
     spec: InitSpec
     mask: torch.Tensor
     scheme: str = ""
+    scale: float | None = None  # FreezeNet-WD: frozen entries are float32(generate(spec) * scale)
+
+    def init_dict(self) -> dict[str, Any]:
+        """The canonical `init` entry of the convention (formats/checkpoint-v1.md)."""
+        out: dict[str, Any] = {**self.spec.to_dict(), "scheme": self.scheme}
+        if self.scale is not None:
+            out["scale"] = self.scale
+        return out
 
 
 @dataclass
@@ -118,7 +127,7 @@ def make_checkpoint(model: nn.Module | Mapping[str, torch.Tensor], frozen: Mappi
     state = {k: v.detach().to("cpu", copy=True) for k, v in sd.items()}
     tensors = {}
     for name, ft in frozen.items():
-        tensors[name] = {"init": {**ft.spec.to_dict(), "scheme": ft.scheme},
+        tensors[name] = {"init": ft.init_dict(),
                          "mask": ft.mask.detach().to("cpu", torch.bool, copy=True)}
     ckpt = {"state_dict": state, "fzpack": {
         "convention": CONVENTION, "generator": GENERATOR, "seed": int(seed), "method": method,
@@ -216,8 +225,12 @@ def _frozen_tensor(name: str, t: Any, sd: Mapping, banks: Mapping[str, int]) -> 
     if not isinstance(init, Mapping) or not set(init) <= set(INIT_KEYS) or "dist" not in init:
         raise CheckpointError(f"{where}: 'init' must be a dict with keys among {INIT_KEYS}")
     scheme = init.get("scheme", "")
+    scale = init.get("scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, float) or not math.isfinite(scale)
+                              or float(np.float32(scale)) != scale):
+        raise CheckpointError(f"{where}: init scale must be a finite float exactly representable in float32")
     try:
-        spec = InitSpec.from_dict({k: v for k, v in init.items() if k != "scheme"})
+        spec = InitSpec.from_dict({k: v for k, v in init.items() if k not in ("scheme", "scale")})
     except Exception as ex:  # the generator raises its own error types for bad params
         raise CheckpointError(f"{where}: bad init spec: {ex}") from ex
     for key in ("p0", "p1"):
@@ -227,4 +240,4 @@ def _frozen_tensor(name: str, t: Any, sd: Mapping, banks: Mapping[str, int]) -> 
         raise CheckpointError(f"{where}: bank {spec.bank!r} is not declared in 'fzpack.banks'")
     if not isinstance(scheme, str):
         raise CheckpointError(f"{where}: init scheme must be a string")
-    return FrozenTensor(spec=spec, mask=mask, scheme=scheme)
+    return FrozenTensor(spec=spec, mask=mask, scheme=scheme, scale=scale)

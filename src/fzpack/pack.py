@@ -21,7 +21,7 @@ from fzpack.codecs.values import ZSTD, encode_stream, zstd_dict_compress
 from fzpack.container.bytes_io import Writer, encode_varints
 from fzpack.container.file import write_container
 from fzpack.container.layout import (
-    ALIAS, DTYPE_IDS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FROZEN, GENERATOR_NONE, GENERATOR_PHILOX, PLAIN,
+    ALIAS, DTYPE_IDS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_SCALED, FROZEN, GENERATOR_NONE, GENERATOR_PHILOX, PLAIN,
     ROLE_INDEX, ROLE_MASKS, ROLE_VALUES, Header, InitEntry, StreamEntry, TensorEntry,
 )
 from fzpack.container.tree import TreeEncoder
@@ -113,7 +113,7 @@ class _Packer:
         shape = tuple(t.shape)
         t = t.detach().to("cpu").contiguous()
         regen32 = generate(ft.spec, info.seed, name, shape, dtype=torch.float32, device="cpu", banks=info.banks)
-        regen = regen32.to(t.dtype)
+        regen = (regen32 if ft.scale is None else regen32 * ft.scale).to(t.dtype)
         mask = ft.mask.to("cpu")
         k = int(mask.sum())
         differs = (bits_view(t) != bits_view(regen)) & ~mask
@@ -121,8 +121,9 @@ class _Packer:
         n_exc = int(exc_pos.numel())
         spec = ft.spec
         init = InitEntry(dist=spec.dist, params=_params(spec), bank=self.bank_index.get(spec.bank, 0),
-                         offset=spec.offset, scheme=self._scheme(ft.scheme))
-        e = TensorEntry(name=name, dtype=t.dtype, shape=shape, kind=FROZEN, init=init, k=k)
+                         offset=spec.offset, scheme=self._scheme(ft.scheme), scale=ft.scale)
+        e = TensorEntry(name=name, dtype=t.dtype, shape=shape, kind=FROZEN, init=init, k=k,
+                        flags=FLAG_SCALED if ft.scale is not None else 0)
         if torch.equal(mask, random_mask(info.seed, name, shape, k)):
             e.flags |= FLAG_MASK_FROM_SEED
         else:
@@ -211,7 +212,7 @@ def _canonical(tensors: Mapping, info: FrozenInfo) -> bool:
     """Restore rebuilds 'tensors' from the table: it must be exactly what we would rebuild."""
     for name, t in tensors.items():
         ft = info.tensors[name]
-        want = {**ft.spec.to_dict(), "scheme": ft.scheme}
+        want = ft.init_dict()
         init = t["init"]
         if list(init) != list(want) or any(type(init[k]) is not type(want[k]) or init[k] != want[k] for k in want):
             return False

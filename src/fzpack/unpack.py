@@ -15,12 +15,13 @@ import numpy as np
 import torch
 import zstandard
 
+from fzpack.checkpoint import FrozenTensor
 from fzpack.codecs.mask import decode_mask
 from fzpack.codecs.values import decode_stream, zstd_decompress_exact
 from fzpack.container.bytes_io import decode_varints
 from fzpack.container.file import read_container
 from fzpack.container.layout import (
-    ALIAS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FROZEN, MAX_HEADER_BYTES, ROLE_INDEX, ROLE_MASKS, Header, TensorEntry, itemsize,
+    ALIAS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_SCALED, FROZEN, MAX_HEADER_BYTES, ROLE_INDEX, ROLE_MASKS, Header, TensorEntry, itemsize,
 )
 from fzpack.container.tree import TreeDecoder
 from fzpack.errors import CodecError, FormatError
@@ -132,7 +133,8 @@ def _frozen(h: Header, t: TensorEntry, raw: list[bytes], cursors: list[int], ban
         mask = torch.from_numpy(np.ascontiguousarray(mask_np, dtype=np.bool_)).reshape(t.shape).to(device)
     if t.flags & FLAG_DENSE:
         return _take_values(t, raw, cursors, t.numel).to(device), mask
-    out = regen32.to(t.dtype)
+    scale = t.init.scale if t.flags & FLAG_SCALED else None
+    out = (regen32 if scale is None else regen32 * scale).to(t.dtype)
     values = _take_values(t, raw, cursors, t.k + t.n_exceptions, (t.k + t.n_exceptions,)).to(device)
     flat = out.view(-1)
     flat[mask.reshape(-1)] = values[: t.k]
@@ -185,9 +187,9 @@ def _tree(h: Header, tensors: list[torch.Tensor], masks: dict[int, torch.Tensor]
             if not isinstance(i, int) or i not in masks:
                 raise FormatError(f"tree: '$fzt' names {i!r}, which is not a frozen tensor")
             t = h.tensors[i]
-            spec = _spec(h, t)
-            out[t.name] = {"init": {**spec.to_dict(), "scheme": h.schemes[t.init.scheme] if h.schemes else ""},
-                           "mask": masks[i].cpu()}
+            ft = FrozenTensor(spec=_spec(h, t), mask=masks[i].cpu(), scheme=h.schemes[t.init.scheme] if h.schemes else "",
+                              scale=t.init.scale if t.flags & FLAG_SCALED else None)
+            out[t.name] = {"init": ft.init_dict(), "mask": ft.mask}
         return out
 
     return TreeDecoder(tensor, lambda i: h.tensors[i].name if i < len(h.tensors) else "", {"$fzt": fzt}).decode(tree)

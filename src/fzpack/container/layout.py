@@ -31,7 +31,8 @@ PLAIN, FROZEN, ALIAS = 0, 1, 2
 # FROZEN flags.
 FLAG_DENSE = 1  # every element stored: cheaper than coding its exceptions
 FLAG_MASK_FROM_SEED = 2  # mask == random_mask(seed, name, shape, k): zero bytes
-KNOWN_FLAGS = FLAG_DENSE | FLAG_MASK_FROM_SEED
+FLAG_SCALED = 4  # frozen entries are float32(generate(spec) * scale), scale an f32 after the params
+KNOWN_FLAGS = FLAG_DENSE | FLAG_MASK_FROM_SEED | FLAG_SCALED
 
 # Stream roles and codecs (section 3).
 ROLE_VALUES, ROLE_MASKS, ROLE_INDEX = 0, 1, 2
@@ -75,6 +76,7 @@ class InitEntry:
     bank: int = 0  # index into Header.banks, dist "bank" only
     offset: int = 0
     scheme: int = 0  # index into Header.schemes
+    scale: float | None = None  # FLAG_SCALED only
 
 
 @dataclass
@@ -165,6 +167,9 @@ def _encode_tensor(w: Writer, t: TensorEntry) -> None:
             w.varint(t.init.offset)
         for p in t.init.params:
             w.f32(p)
+        if t.flags & FLAG_SCALED:
+            assert t.init.scale is not None
+            w.f32(t.init.scale)
         w.varint(t.init.scheme)
         w.varint(t.k)
         if not t.flags & FLAG_MASK_FROM_SEED:
@@ -235,6 +240,10 @@ def _decode_tensor(r: Reader, h: Header, index: int) -> TensorEntry:
                 raise FormatError(f"tensor {name!r} draws from a bank but the header has none")
             init.offset = r.varint(limit=MAX_DIM, what="bank offset")
         init.params = tuple(r.f32() for _ in range(DIST_NPARAMS[init.dist]))
+        if t.flags & FLAG_SCALED:
+            init.scale = r.f32()
+            if not math.isfinite(init.scale):
+                raise FormatError(f"tensor {name!r}: non-finite scale")
         init.scheme = r.varint(limit=max(len(h.schemes) - 1, 0), what="scheme index")
         t.init = init
         t.k = r.varint(limit=MAX_DIM, what="trained count")
