@@ -14,6 +14,7 @@ from fzpack.compress import compress
 from fzpack.errors import CheckpointError, FormatError, FzpackError
 from fzpack.generator import InitSpec, generate
 from fzpack.inspect import inspect
+from fzpack.loading import load_model
 from fzpack.restore import restore
 from fzpack.verify import verify
 
@@ -21,5 +22,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError", "FormatError", "FzpackError", "InitSpec", "compress", "generate", "init_from_seed_",
-    "inspect", "load_checkpoint", "make_checkpoint", "restore", "save_checkpoint", "verify",
+    "inspect", "load_checkpoint", "load_model", "make_checkpoint", "restore", "save_checkpoint", "verify",
 ]
