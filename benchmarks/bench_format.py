@@ -5,7 +5,8 @@
 
 Sizes: LeNet-5-Caffe and LeNet-300-100 FreezeNets at q = 0.99 with real SNIP masks (saliency
 of one batch of 100 Fashion-MNIST training images, Xavier-normal init from fzpack's generator),
-trained briefly (masked SGD) so that the stored values are trained values.
+trained briefly with `fzpack.train` (SGD on the trained entries only) so that the stored values
+are trained values.
 Speed: compress / restore of LeNet-5-Caffe and of VGG16-D (15.3 M weights, q = 0.99, mask from
 the saliency of a batch of 128 random 32x32 images: CIFAR is not available here) against
 torch.load and safetensors loading of the dense checkpoint; generator throughput.
@@ -29,26 +30,19 @@ from safetensors.torch import save as st_save
 import fzpack
 from common import best_of, md_table, write_section
 from fzpack.codecs.mask import mask_entropy_bounds
-from fzpack.data.idx import load_idx_dataset, normalize
-from fzpack.demo import train_masked
 from fzpack.freezenet import freeze_
 from fzpack.generator import generate
 from fzpack.models.registry import create_model
 from fzpack.pack import pack
+from fzpack.train import TrainConfig, train
 from fzpack.unpack import unpack
 
 
-def fashion_batches() -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = load_idx_dataset("fashion-mnist", split="train")
-    return normalize(x, dataset="fashion-mnist"), y
-
-
-def lenet_checkpoint(arch: str, seed: int, x: torch.Tensor, y: torch.Tensor, steps: int, rate: float = 0.99) -> dict:
-    model = create_model(arch)
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    frozen = freeze_(model, (x[order[:100]], y[order[:100]]), rate=rate, seed=seed)
-    train_masked(model, {n: f.mask for n, f in frozen.items()}, x, y, order, steps)
-    return fzpack.make_checkpoint(model, frozen, seed=seed, arch={"name": arch, "config": {}})
+def lenet_checkpoint(arch: str, seed: int, steps: int, rate: float = 0.99) -> dict:
+    """A FreezeNet trained for ``steps`` SGD steps (batch 100) on Fashion-MNIST by the trainer."""
+    config = TrainConfig(method="freezenet", arch=arch, dataset="fashion-mnist", freeze_rate=rate, seed=seed,
+                         val_split=0.0, epochs=max(1, -(-steps // 600)), max_steps=steps, device="cpu", progress=False)
+    return train(config).checkpoint
 
 
 def vgg_checkpoint(seed: int, rate: float = 0.99) -> dict:
@@ -86,12 +80,12 @@ def _breakdown(res) -> dict:
     return breakdown(res.header, int.from_bytes(res.data[12:16], "little"))
 
 
-def size_section(args, x, y) -> dict:
+def size_section(args) -> dict:
     out, body = {}, []
     for arch in ("lenet5-caffe", "lenet-300-100"):
         totals = []
         for i, seed in enumerate(args.seeds):
-            ck = lenet_checkpoint(arch, seed, x, y, args.steps)
+            ck = lenet_checkpoint(arch, seed, args.steps)
             rows, tot = mask_rows(ck)
             totals.append(tot)
             if i == 0:
@@ -108,7 +102,7 @@ def size_section(args, x, y) -> dict:
     if args.write:
         write_section("format-sizes", "## Format: file size breakdown and mask stream vs bounds (issue 2)\n\n"
                       "Real SNIP masks (one batch of 100 Fashion-MNIST training images, Xavier-normal init from the seed), "
-                      f"values after {args.steps} masked SGD steps. Bounds exclude side information; fzpack's mask bytes include it.\n\n" + "\n".join(body))
+                      f"values after {args.steps} SGD steps of `fzpack.train` (trained entries only). Bounds exclude side information; fzpack's mask bytes include it.\n\n" + "\n".join(body))
     print("\n".join(body))
     return out
 
@@ -143,8 +137,8 @@ def regen_rows(repeat: int) -> list[list]:
     return rows
 
 
-def speed_section(args, x, y) -> None:
-    rows = [speed_rows("lenet5-caffe", lenet_checkpoint("lenet5-caffe", 1, x, y, 0), args.repeat),
+def speed_section(args) -> None:
+    rows = [speed_rows("lenet5-caffe", lenet_checkpoint("lenet5-caffe", 1, 0), args.repeat),
             speed_rows("vgg16-d", vgg_checkpoint(1), max(2, args.repeat // 2))]
     body = ["## Format: compress / restore speed vs torch.load and safetensors (issue 2)\n",
             "q = 0.99. Restore = full decode of the `.fzp` bytes into the checkpoint object on CPU (regeneration included); "
@@ -166,10 +160,9 @@ def main() -> None:
     args.steps = 100 if args.quick else 600
     args.repeat = 2 if args.quick else 7
     args.write = not args.quick
-    x, y = fashion_batches()
     t = time.perf_counter()
-    sizes = size_section(args, x, y)
-    speed_section(args, x, y)
+    sizes = size_section(args)
+    speed_section(args)
     if args.json:
         print(json.dumps({a: [{k: v for k, v in r.items() if k != "breakdown"} for r in rs] for a, rs in sizes.items()}, indent=2))
     print(f"done in {time.perf_counter() - t:.0f} s")

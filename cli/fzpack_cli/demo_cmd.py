@@ -22,14 +22,15 @@ def demo_cmd(workdir: str, steps: int, rate: float, seed: int, data_dir: str | N
 
     \b
     Example:
-      fzpack demo                 # ~1 minute on 2 CPU cores
+      fzpack demo                 # well under a minute on 2 CPU cores
       fzpack demo --rate 0.999 --json
     """
     r = run_demo(workdir, steps=steps, rate=rate, seed=seed, data_dir=data_dir, progress=not as_json)
     if as_json:
         print_json(r.to_dict())
     else:
-        click.echo(f"FreezeNet LeNet-5-Caffe on {r.dataset}: q = {r.q}, {r.trained_weights:,} trained weights, {r.steps} steps")
+        click.echo(f"FreezeNet LeNet-5-Caffe on {r.dataset}: q = {r.q}, {r.trained_weights:,} trained weights, "
+                   f"{r.steps} steps ({r.epochs} epochs, {r.train_seconds:.0f} s), validation accuracy {r.val_accuracy:.4f}")
         click.echo(f"{'representation':<42} {'bytes':>12} {'factor':>8}")
         for row in r.rows:
             click.echo(f"{row['representation']:<42} {row['bytes']:>12,} {row['factor']:>7.1f}x")

@@ -1,33 +1,34 @@
-"""The README's main job: build a FreezeNet, pack it, restore it, prove it is the same network.
+"""The README's main job: train a FreezeNet, pack it, restore it, prove it is the same network.
 
-Until the full trainer lands this is a short, real run: LeNet-5-Caffe initialised from the seed
-(Xavier-normal), FreezeNet mask from one Fashion-MNIST batch (Algorithm 1, q = 0.99), a few
-hundred SGD steps on the trained entries only, then compress -> restore -> verify -> evaluate.
+A short, real run of the trainer (`fzpack.train`): LeNet-5-Caffe initialised from the seed
+(Xavier-normal), FreezeNet mask from one Fashion-MNIST batch (Algorithm 1, q = 0.99), SGD on
+the trained entries only with the paper's settings (lr 0.1, momentum 0.9, weight decay 5e-4,
+batch 100, 9/1 train/validation split, best validation epoch kept) for ``steps`` steps, then
+compress -> restore -> verify bit-exactness -> evaluate the network rebuilt from the `.fzp`.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import zstandard
 from safetensors.torch import save as st_save
-from torch import nn
-from tqdm import tqdm
 
-from fzpack.checkpoint import make_checkpoint, save_checkpoint
 from fzpack.compress import compress
-from fzpack.data.idx import DatasetNotFoundError, load_idx_dataset, normalize
-from fzpack.data.synthetic import make_synthetic
+from fzpack.data.datasets import dataset_info
+from fzpack.data.idx import DatasetNotFoundError, find_idx_files
 from fzpack.equality import tree_differences
-from fzpack.freezenet import freeze_
-from fzpack.models.registry import create_model
 from fzpack.restore import restore
+from fzpack.train import TrainConfig, train
+from fzpack.train.metrics import evaluate_file
+
+SYNTHETIC_FALLBACK = "synthetic (Fashion-MNIST not found: apt-get install dataset-fashion-mnist)"
 
 
 @dataclass
@@ -42,88 +43,72 @@ class DemoReport:
     bit_identical: bool = False
     seconds: float = 0.0
     files: dict[str, str] = field(default_factory=dict)
+    epochs: int = 0
+    val_accuracy: float | None = None
+    train_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _data(data_dir: str | None) -> tuple[str, tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+def _dataset(data_dir: str | None) -> tuple[str, str]:
+    """(trainer data set name, name to report): Fashion-MNIST, or the synthetic stand-in."""
     try:
-        train = load_idx_dataset("fashion-mnist", data_dir, "train")
-        test = load_idx_dataset("fashion-mnist", data_dir, "test")
-        name = "fashion-mnist"
+        for split in ("train", "test"):
+            find_idx_files("fashion-mnist", data_dir, split)
+        return "fashion-mnist", "fashion-mnist"
     except DatasetNotFoundError:
-        train, test = make_synthetic(6000, seed=1, split="train"), make_synthetic(1000, seed=1, split="test")
-        name = "synthetic (Fashion-MNIST not found: apt-get install dataset-fashion-mnist)"
-    norm = "fashion-mnist" if name == "fashion-mnist" else None
-    return name, (normalize(train[0], dataset=norm), train[1]), (normalize(test[0], dataset=norm), test[1])
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
-    model.eval()
-    correct = sum(int((model(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum()) for i in range(0, len(x), batch))
-    return correct / len(x)
+        return "synthetic", SYNTHETIC_FALLBACK
 
 
 def run_demo(workdir: str | Path, *, steps: int = 600, rate: float = 0.99, seed: int = 2026, data_dir: str | None = None,
              progress: bool = True) -> DemoReport:
-    """Train a small FreezeNet, then compress, restore, verify and compare sizes.
+    """Train a small FreezeNet with `fzpack.train`, then compress, restore, verify and compare sizes.
 
     Args:
-        workdir: where model.pt, model.fzp and the baselines are written.
-        steps: SGD steps (batch 100, lr 0.1, momentum 0.9) on the trained entries only.
+        workdir: where model.pt, metrics.json, model.fzp go.
+        steps: optimizer steps (batch 100; one Fashion-MNIST epoch at the 9/1 split is 540).
         rate: freezing rate q.
-        seed: the checkpoint's seed (init, mask tie-breaks, data order).
+        seed: the checkpoint's seed (init, mask); the data order derives from it.
         data_dir: Fashion-MNIST directory (default: the Debian package's).
+        progress: show the trainer's progress bar.
 
     Returns:
         A :class:`DemoReport` with the size table and the accuracies before and after packing.
+
+    Example:
+        >>> r = run_demo("fzpack-demo")
+        >>> r.bit_identical, r.accuracy_before == r.accuracy_restored
+        (True, True)
     """
     t0 = time.perf_counter()
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
-    name, (xtr, ytr), (xte, yte) = _data(data_dir)
-    model = create_model("lenet5-caffe")
-    order = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(seed))
-    frozen = freeze_(model, (xtr[order[:100]], ytr[order[:100]]), rate=rate, seed=seed)
-    masks = {n: f.mask for n, f in frozen.items()}
-    train_masked(model, masks, xtr, ytr, order, steps, progress)
-    ckpt = make_checkpoint(model, frozen, seed=seed, method="freezenet", arch={"name": "lenet5-caffe", "config": {}},
-                           metadata={"dataset": name, "steps": steps})
+    dataset, shown = _dataset(data_dir)
+    size = 6000 if dataset == "synthetic" else dataset_info(dataset).train_size
+    info = dataset_info(dataset)
+    per_epoch = math.ceil((size - round(size * 0.1)) / info.default_batch_size)  # 540 on Fashion-MNIST
+    config = TrainConfig(method="freezenet", arch="lenet5-caffe", dataset=dataset, data_dir=data_dir,
+                         synthetic_size=size if dataset == "synthetic" else None, freeze_rate=rate, seed=seed,
+                         val_split=0.1, epochs=max(1, math.ceil(steps / per_epoch)), max_steps=steps, save_every=0,
+                         progress=progress)
     pt, fzp = work / "model.pt", work / "model.fzp"
-    save_checkpoint(ckpt, pt)
+    result = train(config, pt)
+    ckpt = result.checkpoint
+    t_train = time.perf_counter() - t0
     rep = compress(pt, fzp)
     back = restore(fzp)
     diffs = tree_differences(ckpt, back)
-    restored = create_model("lenet5-caffe")
-    restored.load_state_dict(back["state_dict"])
-    k = sum(int(m.sum()) for m in masks.values())
-    report = DemoReport(dataset=name, steps=steps, q=rate, trained_weights=k, bit_identical=not diffs,
-                        accuracy_before=accuracy(model, xte, yte), accuracy_restored=accuracy(restored, xte, yte),
-                        files={"checkpoint": str(pt), "fzp": str(fzp)})
+    restored = evaluate_file(fzp, dataset, data_dir=data_dir)  # the network rebuilt from the .fzp alone
+    masks = {n: t["mask"] for n, t in ckpt["fzpack"]["tensors"].items()}
+    m = result.metrics
+    report = DemoReport(dataset=shown, steps=m["steps"], q=rate, trained_weights=m["trained_weights"],
+                        bit_identical=not diffs, accuracy_before=m["test_accuracy"], accuracy_restored=restored["accuracy"],
+                        files={"checkpoint": str(pt), "fzp": str(fzp), "metrics": str(result.metrics_path)},
+                        epochs=m["epochs_run"], val_accuracy=m["val_accuracy"], train_seconds=t_train)
     report.rows = size_rows(ckpt, rep.output_bytes, rep.dense_fp32_bytes, masks)
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def train_masked(model: nn.Module, masks: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, order: torch.Tensor,
-                  steps: int, progress: bool = False) -> None:
-    """SGD (lr 0.1, momentum 0.9, batch 100) on the trained entries only: frozen gradients are zeroed."""
-    params = dict(model.named_parameters())
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    model.train()
-    bar = tqdm(range(steps), desc="training (trained entries only)", disable=not progress, leave=False)
-    for s in bar:
-        idx = order[(s * 100) % len(order) :][:100]
-        loss = F.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for n, m in masks.items():
-            params[n].grad.mul_(m)  # frozen entries get no update: they stay at their regeneration
-        opt.step()
-        if s % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
 
 
 def size_rows(ckpt: dict, fzp_bytes: int, dense_fp32: int, masks: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
