@@ -25,13 +25,14 @@ MAX_DEPTH = 64
 # (formats/fzpack-v1.md section 5.1): the skeleton of a convention checkpoint, so the typical
 # tree costs a few dozen bytes instead of ~200. Changing these bytes changes the format.
 TREE_DICTIONARY = (
+    b'"snip","random-mask","dense","lcresnet","dctps","freezenet-wd","freezenet-reinit","lenet-300-100","vgg16-d",'
+    b'"resnet20","resnet34-tiny","cifar10","cifar100","mnist","synthetic","$o":1,"$meta":{"":{"version":1}}'
     b'{"state_dict":{"$sd":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]},'
     b'"fzpack":{"convention":1,"generator":"fzpack-philox4x64-10/v1","seed":0,"method":"freezenet",'
     b'"tensors":{"$fzt":[0,2,4,6,8,10,12,14,16,18,20]},"banks":{},'
-    b'"arch":{"name":"lenet5-caffe","config":{"num_classes":10}},'
-    b'"metadata":{"dataset":"fashion-mnist","epochs":0,"test_accuracy":0.0}}}'
-    b'"snip","random-mask","dense","lcresnet","dctps","lenet-300-100","vgg16-d","resnet20",'
-    b'"resnet34-tiny","cifar10","cifar100","mnist","synthetic","$o":1,"$meta":{"":{"version":1}}'
+    b'"arch":{"name":"lenet5-caffe","config":{"num_classes":10,"in_channels":1,"input_size":28}},'
+    b'"metadata":{"dataset":"fashion-mnist","data_seed":0,"test_accuracy":0.0,"val_accuracy":0.0,'
+    b'"best_epoch":0,"epochs_run":0,"steps":0}}}'
 )
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
