@@ -12,7 +12,7 @@ from fzpack.equality import tree_differences
 from fzpack.freezenet import freeze_
 from fzpack.generator import InitSpec, generate
 from fzpack.layers import convert_, decay_frozen_, dense_state_dict, frozen_entries, frozen_weights
-from fzpack.models.registry import create_model, list_models
+from fzpack.models.registry import create_model
 from fzpack.pack import pack
 from fzpack.unpack import unpack
 from fzpack.tensor_bits import bits_view

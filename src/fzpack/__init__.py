@@ -6,7 +6,7 @@ entries + the trained values; the frozen weights are regenerated bit-exactly on 
 Example:
     >>> import fzpack
     >>> report = fzpack.compress("model.pt")          # -> model.fzp
-    >>> ckpt = fzpack.restore("model.fzp")            # bit-identical to torch.load("model.pt")
+    >>> ckpt = fzpack.restore("model.fzp")            # bit-identical to torch.load("model.pt", weights_only=True)
 """
 
 from fzpack.checkpoint import init_from_seed_, load_checkpoint, make_checkpoint, save_checkpoint

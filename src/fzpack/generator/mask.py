@@ -9,7 +9,6 @@ k-subset (up to the negligible bias of ties), and it is a pure function of (seed
 from __future__ import annotations
 
 import math
-import operator
 from typing import Sequence
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 
 from fzpack.errors import FzpackError
 from fzpack.generator.constants import MASK
-from fzpack.generator.philox import philox_numpy, stream_key
+from fzpack.generator.philox import check_int, philox_numpy, stream_key
 from fzpack.generator.schemes import check_shape
 
 
@@ -60,14 +59,7 @@ def random_mask(
     """
     dims = check_shape(shape)
     n = math.prod(dims)
-    if isinstance(k, bool):
-        raise FzpackError(f"k must be an integer, got {k!r}")
-    try:
-        k = operator.index(k)
-    except TypeError:
-        raise FzpackError(f"k must be an integer, got {k!r}") from None
-    if not 0 <= k <= n:
-        raise FzpackError(f"k = {k} is outside [0, {n}] for shape {dims}")
+    k = check_int(k, f"k for shape {dims}", 0, n)
     key = stream_key(seed, MASK, name)
     keys = philox_numpy(key, 0, -(-n // 4))[:n]
     chosen = select_smallest(keys, k)

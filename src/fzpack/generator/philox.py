@@ -22,17 +22,21 @@ from fzpack.generator.constants import MASK64, PURPOSES, SEED_MAX
 MAX_BLOCK = 1 << 62
 
 
+def check_int(value: Any, what: str, low: int, high: int) -> int:
+    """Return ``value`` as an int in [low, high] (bools refused) or raise FzpackError."""
+    if not isinstance(value, bool):
+        try:
+            v = operator.index(value)
+        except TypeError:
+            v = None
+        if v is not None and low <= v <= high:
+            return v
+    raise FzpackError(f"{what} must be an integer in [{low}, {high}], got {value!r}")
+
+
 def check_seed(seed: Any) -> int:
     """Return `seed` as an int in [0, 2**32) or raise FzpackError."""
-    if isinstance(seed, bool):
-        raise FzpackError(f"seed must be an integer in [0, 2**32), got {seed!r}")
-    try:
-        value = operator.index(seed)
-    except TypeError:
-        raise FzpackError(f"seed must be an integer in [0, 2**32), got {seed!r}") from None
-    if not 0 <= value <= SEED_MAX:
-        raise FzpackError(f"seed must be an integer in [0, 2**32), got {value}")
-    return value
+    return check_int(seed, "seed", 0, SEED_MAX)
 
 
 def stream_key(seed: int, purpose: int, name: str) -> tuple[int, int]:

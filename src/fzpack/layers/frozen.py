@@ -84,37 +84,39 @@ class FrozenWeight(nn.Module):
         return FrozenTensor(spec=template.spec, mask=mask.reshape(self.shape).cpu(), scheme=template.scheme, scale=scale)
 
 
-class FrozenLinear(nn.Linear):
-    """nn.Linear whose weight is a :class:`FrozenWeight`; ``weight`` stays readable as a tensor."""
+class _FrozenWeightLayer:
+    """Shared part of the frozen layers: ``weight`` is assembled from the FrozenWeight on access."""
 
-    def __init__(self, base: nn.Linear, fw: FrozenWeight) -> None:
-        nn.Module.__init__(self)
-        self.in_features, self.out_features = base.in_features, base.out_features
-        self.frozen_weight = fw
-        self.bias = base.bias
+    frozen_weight: FrozenWeight
 
-    @property
-    def weight(self) -> torch.Tensor:  # type: ignore[override]
-        return self.frozen_weight()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.frozen_weight(), self.bias)
-
-
-class FrozenConv2d(nn.Conv2d):
-    """nn.Conv2d whose weight is a :class:`FrozenWeight` (all conv options kept)."""
-
-    def __init__(self, base: nn.Conv2d, fw: FrozenWeight) -> None:
-        nn.Module.__init__(self)
-        for attr in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "transposed",
-                     "output_padding", "groups", "padding_mode", "_reversed_padding_repeated_twice"):
+    def _adopt(self, base: nn.Module, fw: FrozenWeight, attrs: tuple[str, ...]) -> None:
+        nn.Module.__init__(self)  # type: ignore[arg-type]
+        for attr in attrs:
             setattr(self, attr, getattr(base, attr))
         self.frozen_weight = fw
         self.bias = base.bias
 
     @property
-    def weight(self) -> torch.Tensor:  # type: ignore[override]
+    def weight(self) -> torch.Tensor:
         return self.frozen_weight()
+
+
+class FrozenLinear(_FrozenWeightLayer, nn.Linear):
+    """nn.Linear whose weight is a :class:`FrozenWeight`; ``weight`` stays readable as a tensor."""
+
+    def __init__(self, base: nn.Linear, fw: FrozenWeight) -> None:
+        self._adopt(base, fw, ("in_features", "out_features"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.frozen_weight(), self.bias)
+
+
+class FrozenConv2d(_FrozenWeightLayer, nn.Conv2d):
+    """nn.Conv2d whose weight is a :class:`FrozenWeight` (all conv options kept)."""
+
+    def __init__(self, base: nn.Conv2d, fw: FrozenWeight) -> None:
+        self._adopt(base, fw, ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "transposed",
+                               "output_padding", "groups", "padding_mode", "_reversed_padding_repeated_twice"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.frozen_weight(), self.bias)
