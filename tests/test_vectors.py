@@ -31,5 +31,16 @@ def test_vector_restores_bit_for_bit(name):
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))
 def test_writer_reproduces_vector(name):
-    obj = torch.load(VECTORS / f"{name}.pt", weights_only=True)
-    assert pack(obj).data == (VECTORS / f"{name}.fzp").read_bytes()
+    values = MANIFEST[name].get("values", "lossless")
+    src = VECTORS / (f"{name}.src.pt" if values != "lossless" else f"{name}.pt")  # lossy: packed from the original
+    obj = torch.load(src, weights_only=True)
+    assert pack(obj, values).data == (VECTORS / f"{name}.fzp").read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MANIFEST if "values" in MANIFEST[n]))
+def test_lossy_vector_is_marked_and_close(name):
+    data = (VECTORS / f"{name}.fzp").read_bytes()
+    assert fzpack.inspect(data)["lossy_values"] == [MANIFEST[name]["values"]]
+    src = torch.load(VECTORS / f"{name}.src.pt", weights_only=True)
+    assert tree_differences(src, fzpack.restore(data), atol=0.01) == []
+    assert tree_differences(src, fzpack.restore(data)) != []  # really lossy

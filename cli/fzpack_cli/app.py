@@ -56,4 +56,5 @@ def cli() -> None:
       fzpack compress model.pt         -> model.fzp (lossless)
       fzpack restore model.fzp         -> model.pt, bit-identical
       fzpack inspect model.fzp --json  what the bytes are spent on
+      fzpack compare model.pt          every representation, produced and measured
     """

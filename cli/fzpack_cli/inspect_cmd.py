@@ -26,6 +26,8 @@ def inspect_cmd(fzp: str, as_json: bool) -> None:
         return
     click.echo(f"{fzp}: fzpack {info['format_version']}, {human_bytes(info['file_bytes'])}, "
                f"factor {info['factor']:,.1f}x vs dense fp32 ({human_bytes(info['dense_fp32_bytes'])})")
+    if info["lossy"]:
+        click.echo(f"  lossy ({' + '.join(info['lossy_values'])} trained values): restores approximately, not bit for bit")
     if info["seed"] is not None:
         click.echo(f"  method {info['method']}, seed {info['seed']}, generator {info['generator']}")
         click.echo(f"  q = {info['q']:.4f}, q_beta = {info['q_beta']:.4f}: {info['trained_weights']:,} of "
@@ -47,3 +49,14 @@ def inspect_cmd(fzp: str, as_json: bool) -> None:
         else:
             extra = f"{'':>9}" + (f"  = {t['alias_of']}" if t["kind"] == "alias" else "")
         click.echo(f"  {t['name'][:28]:<28} {shape[:18]:<18} {t['kind']:<7} {extra}")
+    click.echo(f"  {'stream':<6} {'role':<7} {'group':<8} {'codec':<15} {'raw B':>10} {'stored B':>10}")
+    for s in info["streams"]:
+        click.echo(f"  {s['index']:<6} {s['role']:<7} {s['group']:<8} {s['codec']:<15} {s['raw_bytes']:>10,} {s['stored_bytes']:>10,}"
+                   + (f"  {_lossy_text(s['lossy'])}" if "lossy" in s else ""))
+
+
+def _lossy_text(d: dict) -> str:
+    if "grid" in d:
+        grid = f"{d['grid']} {d['levels']} levels" + (f", step {d['step']:.3g}" if "step" in d else "")
+        return f"LOSSY {grid}"
+    return f"LOSSY ({d['bound']})"

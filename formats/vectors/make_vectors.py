@@ -1,7 +1,9 @@
 """Write the container test vectors: small `.fzp` files and the `.pt` checkpoints they restore to.
 
 Run from the repository root:  python formats/vectors/make_vectors.py
-Writes formats/vectors/<name>.fzp, <name>.pt and manifest.json (sizes and SHA-256 of each file).
+Writes formats/vectors/<name>.fzp, <name>.pt and manifest.json (sizes and SHA-256 of each file);
+a lossy vector (manifest "values": q8) also has <name>.src.pt, the checkpoint it was packed from,
+while <name>.pt holds what the lossy file restores to.
 Every checkpoint is built from fzpack's own generator and fixed constants, so the vectors are
 reproducible on any machine.
 """
@@ -78,13 +80,40 @@ def vectors() -> dict[str, object]:
     return out
 
 
+# Lossy vectors: name -> values mode. <name>.src.pt is the original checkpoint, <name>.fzp what
+# pack(src, values=mode) writes, and <name>.pt what that file restores to (dequantized values).
+LOSSY = {"lossy_q8": "q8"}
+
+
+def lossy_vectors() -> dict[str, object]:
+    # 6. q8 trained values: a smooth tensor (uniform grid) and a few-valued one (exact codebook).
+    seed = 6
+    m1 = random_mask(seed, "fc.weight", (16, 16), 60)
+    w1, t1 = _frozen("fc.weight", InitSpec("normal", 0.0, 0.25), (16, 16), seed, m1, "xavier_normal")
+    w1[m1] = torch.linspace(-1, 1, 60) ** 3  # not on any 256-level grid: really lossy
+    m2 = torch.zeros(8, 8, dtype=torch.bool)
+    m2[2, :5] = m2[6, 3:] = True
+    w2, t2 = _frozen("out.weight", InitSpec("uniform", -0.5, 0.5), (8, 8), seed, m2, "kaiming_uniform")
+    w2[m2] = torch.tensor([0.5, -0.25, 1.0, 0.5, 0.5, -0.25, 1.0, 1.0, 0.5, -0.25])
+    return {"lossy_q8": {"state_dict": {"fc.weight": w1, "out.weight": w2, "out.bias": torch.linspace(-1, 1, 8)},
+                         "fzpack": _entry(seed, "freezenet", {"fc.weight": t1, "out.weight": t2})}}
+
+
 def main() -> None:
+    from fzpack.restore import restore
+
     manifest = {}
     for name, obj in vectors().items():
         save_checkpoint(obj, HERE / f"{name}.pt")
         data = pack(obj).data
         (HERE / f"{name}.fzp").write_bytes(data)
         manifest[name] = {"fzp_bytes": len(data), "fzp_sha256": hashlib.sha256(data).hexdigest()}
+    for name, obj in lossy_vectors().items():
+        save_checkpoint(obj, HERE / f"{name}.src.pt")
+        data = pack(obj, LOSSY[name]).data
+        (HERE / f"{name}.fzp").write_bytes(data)
+        save_checkpoint(restore(data), HERE / f"{name}.pt")
+        manifest[name] = {"fzp_bytes": len(data), "fzp_sha256": hashlib.sha256(data).hexdigest(), "values": LOSSY[name]}
     (HERE / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(manifest, indent=2))
 

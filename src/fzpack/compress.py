@@ -1,4 +1,8 @@
-"""`fzpack.compress`: a checkpoint in, a `.fzp` file out, with an honest size report."""
+"""`fzpack.compress`: a checkpoint in, a `.fzp` file out, with an honest size report.
+
+Lossless by default; ``values="fp16" | "bf16" | "q8"`` opts in to a lossy codec for the trained
+values of frozen tensors, and the report then says LOSSY with the error it measured by decoding.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ from typing import Any
 
 from fzpack.atomic import write_bytes_atomic
 from fzpack.checkpoint import load_checkpoint
-from fzpack.container.layout import PREAMBLE_SIZE
+from fzpack.container.layout import ALIAS, PREAMBLE_SIZE
+from fzpack.codecs.lossy import BOUNDS
 from fzpack.pack import pack
 from fzpack.sizes import breakdown, dense_fp32_bytes
 
@@ -27,6 +32,11 @@ class CompressReport:
     breakdown: dict[str, int]
     frozen: bool
     notes: list[str] = field(default_factory=list)
+    values: str = "lossless"
+    lossy: bool = False
+    max_abs_error: float = 0.0  # measured by decoding the lossy streams; 0.0 when lossless
+    error_bound: str | None = None  # the codec's documented bound (formats/fzpack-v1.md §3.2.1)
+    lossy_streams: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,19 +47,24 @@ def default_output(src: str | os.PathLike) -> Path:
     return p.with_suffix(".fzp") if p.suffix else p.with_name(p.name + ".fzp")
 
 
-def compress(src: str | os.PathLike | Mapping[str, Any], dst: str | os.PathLike | None = None) -> CompressReport:
-    """Compress a checkpoint losslessly into a `.fzp` file.
+def compress(src: str | os.PathLike | Mapping[str, Any], dst: str | os.PathLike | None = None, *,
+             values: str = "lossless") -> CompressReport:
+    """Compress a checkpoint into a `.fzp` file, losslessly unless ``values`` says otherwise.
 
     Args:
         src: a `.pt` path (read with ``weights_only=True``) or an in-memory checkpoint object.
         dst: output path; default ``src`` with suffix `.fzp`. Required when ``src`` is an object.
+        values: ``lossless`` (default), or ``fp16``, ``bf16``, ``q8``: a lossy codec for the
+            trained values of frozen tensors only (biases and other tensors stay lossless).
 
     Returns:
-        A :class:`CompressReport` (sizes, factor vs dense fp32, byte breakdown, notes).
+        A :class:`CompressReport` (sizes, factor vs dense fp32, byte breakdown, notes, and for a
+        lossy file the max abs error measured by decoding it).
 
     Example:
         >>> report = fzpack.compress("model.pt")
         >>> print(report.output_bytes, report.factor)
+        >>> fzpack.compress("model.pt", "model-q8.fzp", values="q8").max_abs_error
     """
     if isinstance(src, Mapping):
         if dst is None:
@@ -58,13 +73,20 @@ def compress(src: str | os.PathLike | Mapping[str, Any], dst: str | os.PathLike 
     else:
         obj, in_bytes = load_checkpoint(src), Path(src).stat().st_size
         dst = dst if dst is not None else default_output(src)
-    result = pack(obj)
+    result = pack(obj, values)
     write_bytes_atomic(dst, result.data)
     dense = dense_fp32_bytes(result.header)
+    notes = list(result.notes)
+    if values != "lossless" and result.frozen and not result.lossy:
+        notes.append(f"lossless coding was smaller than {values} for every trained stream: the file is lossless")
+    streams = [{"stream": i, "tensors": [t.name for t in result.header.tensors if t.kind != ALIAS and t.stream == i],
+                "codec": s.codec, "count": s.values, "max_abs_error": s.max_abs_error, "rms_error": s.rms_error, **s.detail}
+               for i, s in result.lossy.items()]
     return CompressReport(
         output=str(dst), input_bytes=in_bytes, output_bytes=len(result.data), dense_fp32_bytes=dense,
         factor=dense / len(result.data), breakdown=breakdown(result.header, header_body_length(result.data)),
-        frozen=result.frozen, notes=result.notes,
+        frozen=result.frozen, notes=notes, values=values, lossy=bool(result.lossy), max_abs_error=result.max_abs_error,
+        error_bound=BOUNDS[values] if result.lossy else None, lossy_streams=streams,
     )
 
 

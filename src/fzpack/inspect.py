@@ -6,9 +6,10 @@ import json
 import os
 from typing import Any
 
-from fzpack.codecs.values import CODEC_NAMES
+from fzpack.codecs.lossy import describe_lossy
+from fzpack.codecs.values import CODEC_NAMES, LOSSY_CODECS
 from fzpack.container.file import read_container
-from fzpack.container.layout import ALIAS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FROZEN, GENERATOR_NAMES, ROLE_NAMES
+from fzpack.container.layout import ALIAS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FROZEN, GENERATOR_NAMES, ROLE_MASKS, ROLE_NAMES, ROLE_VALUES
 from fzpack.errors import FormatError
 from fzpack.restore import read_file
 from fzpack.sizes import binary_entropy_bits, breakdown, dense_fp32_bytes, freeze_rates
@@ -20,7 +21,9 @@ KIND_NAMES = {0: "plain", 1: "frozen", 2: "alias"}
 def inspect(path: str | os.PathLike | bytes) -> dict[str, Any]:
     """Describe a `.fzp` file: method, seed, tensors, streams, rates and bit costs.
 
-    Checksums and the header are fully validated; streams are not decompressed.
+    Checksums and the header are fully validated; streams are not decompressed. A file is
+    ``lossy`` when any stream uses a lossy codec (formats/fzpack-v1.md §3.2.1); each such stream
+    shows its codec, grid and documented error bound, read from its payload header.
 
     Returns:
         A JSON-serialisable dict (the CLI's ``--json`` output).
@@ -30,7 +33,7 @@ def inspect(path: str | os.PathLike | bytes) -> dict[str, Any]:
         >>> info["q"], info["bits_per_trained_weight"]
     """
     data = path if isinstance(path, (bytes, bytearray)) else read_file(path)
-    h, _ = read_container(data)
+    h, payloads = read_container(data)
     size = len(data)
     hbody = int.from_bytes(data[12:16], "little")
     parts = breakdown(h, hbody)
@@ -61,6 +64,8 @@ def inspect(path: str | os.PathLike | bytes) -> dict[str, Any]:
         tensors.append(row)
     params = sum(t.numel for t in h.tensors if t.kind != ALIAS)
     k = rates["trained_weights"]
+    streams = _streams(h, payloads)
+    lossy_values = sorted({s["lossy"]["values"] for s in streams if "lossy" in s})
     return {
         "file_bytes": size,
         "format_version": f"{data[8]}.{data[9]}",
@@ -77,7 +82,26 @@ def inspect(path: str | os.PathLike | bytes) -> dict[str, Any]:
         "mask_bytes": parts["mask"],
         "mask_iid_bound_bytes": round(iid_bits / 8, 1),
         "breakdown": parts,
-        "streams": [{"index": i, "role": ROLE_NAMES[s.role], "codec": CODEC_NAMES.get(s.codec, str(s.codec)) if s.role != 1 else "ans-mask",
-                     "raw_bytes": s.raw_length, "stored_bytes": s.stored_length} for i, s in enumerate(h.streams)],
+        "lossy": bool(lossy_values),
+        "lossy_values": lossy_values,
+        "streams": streams,
         "tensors": tensors,
     }
+
+
+def _streams(h: Any, payloads: list) -> list[dict[str, Any]]:
+    """One row per stream: role, group (trained / other / mask / index), codec, sizes, lossy details."""
+    group = {}
+    for t in h.tensors:
+        if t.kind != ALIAS:
+            group.setdefault(t.stream, "trained" if t.kind == FROZEN else "other")
+    rows = []
+    for i, s in enumerate(h.streams):
+        row: dict[str, Any] = {"index": i, "role": ROLE_NAMES[s.role],
+                               "group": group.get(i, "other") if s.role == ROLE_VALUES else ROLE_NAMES[s.role],
+                               "codec": CODEC_NAMES.get(s.codec, str(s.codec)) if s.role != ROLE_MASKS else "ans-mask",
+                               "raw_bytes": s.raw_length, "stored_bytes": s.stored_length}
+        if s.codec in LOSSY_CODECS and s.role == ROLE_VALUES:
+            row["lossy"] = describe_lossy(s.codec, payloads[i])
+        rows.append(row)
+    return rows

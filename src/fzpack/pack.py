@@ -3,7 +3,8 @@
 Frozen tensors of the convention become init spec + coded mask + trained values (+ coded
 exceptions for frozen entries that no longer equal their regeneration); every other tensor is
 stored with the smallest lossless stream codec. Nothing is dropped: the result restores to a
-bit-identical object.
+bit-identical object - unless a lossy ``values`` mode is asked for, which then codes only the
+trained values of frozen tensors with cast-fp16, cast-bf16 or q8 (formats/fzpack-v1.md §3.2.1).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from fzpack.checkpoint import FrozenInfo, FrozenTensor, frozen_info
+from fzpack.codecs.lossy import LossyStream, applies, check_mode, check_values, encode_lossy, measure
 from fzpack.codecs.mask import encode_mask
 from fzpack.codecs.values import ZSTD, encode_stream, zstd_dict_compress
 from fzpack.container.bytes_io import Writer, encode_varints
@@ -42,11 +44,19 @@ class PackResult:
     frozen: bool
     notes: list[str] = field(default_factory=list)
     stream_groups: list[str] = field(default_factory=list)  # per stream: masks | trained | other | index
+    values: str = "lossless"
+    lossy: dict[int, LossyStream] = field(default_factory=dict)  # stream index -> what its codec did
+
+    @property
+    def max_abs_error(self) -> float:
+        """Largest measured |restored - original| over the lossy streams (0.0 when lossless)."""
+        return max((s.max_abs_error for s in self.lossy.values()), default=0.0)
 
 
 class _Packer:
-    def __init__(self, info: FrozenInfo | None) -> None:
+    def __init__(self, info: FrozenInfo | None, values: str = "lossless") -> None:
         self.info = info
+        self.values = values
         self.header = Header(generator=GENERATOR_PHILOX if info else GENERATOR_NONE, seed=info.seed if info else 0)
         if info:
             self.header.banks = list(info.banks.items())
@@ -58,6 +68,7 @@ class _Packer:
         self.streams: dict[tuple, int] = {}  # (group, dtype) -> stream index
         self.chunks: list[list[bytes]] = []
         self.groups: list[str] = []
+        self.dtypes: list[torch.dtype] = []
         self.index_writer = Writer()
         self.index_stream = -1
 
@@ -88,13 +99,14 @@ class _Packer:
         self.header.tensors.append(entry)
         return i, name
 
-    def _stream(self, group: str, dtype: torch.dtype, role: int, itemsize: int) -> int:
-        key = (group, dtype)
+    def _stream(self, group: str, dtype: torch.dtype, role: int, itemsize: int, owner: str = "") -> int:
+        key = (group, dtype, owner)
         if key not in self.streams:
             self.streams[key] = len(self.header.streams)
             self.header.streams.append(StreamEntry(codec=0, role=role, itemsize=itemsize, raw_length=0, stored_length=0, crc32=0))
             self.chunks.append([])
             self.groups.append(group)
+            self.dtypes.append(dtype)
         return self.streams[key]
 
     def _put(self, s: int, data: bytes) -> None:
@@ -144,7 +156,10 @@ class _Packer:
                 e.index_stream = self._index()
                 pos = exc_pos.numpy()
                 self.index_writer.raw(encode_varints(np.diff(pos, prepend=-1) - 1))
-        e.stream = self._stream("trained", t.dtype, ROLE_VALUES, t.element_size())
+        check_values(self.values, name, values)
+        # q8 quantises per stream: give each tensor its own, so each gets its own grid.
+        owner = name if self.values == "q8" and applies("q8", t.dtype) else ""
+        e.stream = self._stream("trained", t.dtype, ROLE_VALUES, t.element_size(), owner)
         self._put(e.stream, to_numpy_bytes(values))
         return e
 
@@ -178,20 +193,41 @@ class _Packer:
             self.chunks[self.index_stream] = [idx]
             self.header.streams[self.index_stream].raw_length = len(idx)
         stored = []
-        for s, parts in zip(self.header.streams, self.chunks):
-            codec, payload = encode_stream(b"".join(parts), s.itemsize) if s.role != ROLE_MASKS else (0, b"".join(parts))
+        lossy: dict[int, LossyStream] = {}
+        for i, (s, parts) in enumerate(zip(self.header.streams, self.chunks)):
+            raw = b"".join(parts)
+            codec, payload = encode_stream(raw, s.itemsize) if s.role != ROLE_MASKS else (0, raw)
+            if self.groups[i] == "trained" and self.values != "lossless":
+                coded = encode_lossy(self.values, raw, self.dtypes[i])
+                if coded is not None and len(coded[1]) < len(payload):  # lossless wins ties and tiny streams
+                    codec, payload = coded
+                    lossy[i] = measure(codec, payload, raw, self.dtypes[i])
             s.codec = codec
             stored.append(payload)
         data = write_container(self.header, stored)
-        return PackResult(data=data, header=self.header, frozen=self.info is not None, stream_groups=self.groups)
+        return PackResult(data=data, header=self.header, frozen=self.info is not None, stream_groups=self.groups,
+                          values=self.values, lossy=lossy)
 
 
-def pack(obj: Any) -> PackResult:
+def pack(obj: Any, values: str = "lossless") -> PackResult:
     """Encode a checkpoint object (anything ``torch.load(weights_only=True)`` returns).
 
     A valid `fzpack` entry turns on frozen coding; an invalid one falls back to generic coding
     with a note saying why, so compression never loses data because of metadata.
+
+    Args:
+        obj: the checkpoint object.
+        values: ``lossless`` (default) or an opt-in lossy codec for the trained values of frozen
+            tensors: ``fp16``, ``bf16`` or ``q8``. Everything else stays lossless.
+
+    Returns:
+        A :class:`PackResult`; ``lossy`` holds the measured error of each lossy stream.
+
+    Example:
+        >>> result = pack(ckpt, values="q8")
+        >>> len(result.data), result.max_abs_error
     """
+    check_mode(values)
     notes = []
     try:
         info = frozen_info(obj)
@@ -203,7 +239,9 @@ def pack(obj: Any) -> PackResult:
         info = None
     if info is None and not notes:
         notes.append("no frozen structure found (no 'fzpack' entry): generic lossless coding only")
-    result = _Packer(info).pack(obj)
+    if values != "lossless" and info is None:
+        notes.append(f"--values {values} applies to the trained values of frozen tensors; there are none, so the file is lossless")
+    result = _Packer(info, values).pack(obj)
     result.notes = notes + result.notes
     return result
 

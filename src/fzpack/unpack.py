@@ -17,11 +17,13 @@ import zstandard
 
 from fzpack.checkpoint import FrozenTensor
 from fzpack.codecs.mask import decode_mask
-from fzpack.codecs.values import decode_stream, zstd_decompress_exact
+from fzpack.codecs.lossy import payload_dtype
+from fzpack.codecs.values import LOSSY_CODECS, decode_stream, zstd_decompress_exact
 from fzpack.container.bytes_io import decode_varints
 from fzpack.container.file import read_container
 from fzpack.container.layout import (
-    ALIAS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_SCALED, FROZEN, MAX_HEADER_BYTES, ROLE_INDEX, ROLE_MASKS, Header, TensorEntry, itemsize,
+    ALIAS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_SCALED, FROZEN, MAX_HEADER_BYTES, ROLE_INDEX, ROLE_MASKS, ROLE_NAMES, ROLE_VALUES, Header,
+    TensorEntry, itemsize,
 )
 from fzpack.container.tree import TreeDecoder
 from fzpack.errors import CodecError, FormatError
@@ -64,6 +66,7 @@ def unpack(data: bytes | memoryview, *, device: str | torch.device = "cpu", max_
     for b in header.banks:
         if b[1] * 4 > max_bytes:
             raise FormatError(f"bank {b[0]!r} of length {b[1]:,} exceeds the memory limit")
+    _check_lossy(header, payloads)
     raw = [_decode(i, s, payloads[i]) if s.role != ROLE_MASKS else bytes(payloads[i]) for i, s in enumerate(header.streams)]
     cursors = [0] * len(raw)
     banks = dict(header.banks)
@@ -92,6 +95,22 @@ def _decode(i: int, s: Any, payload: memoryview) -> bytes:
         return decode_stream(s.codec, bytes(payload), s.raw_length, s.itemsize)
     except CodecError as e:
         raise FormatError(f"stream {i}: {e}") from e
+
+
+def _check_lossy(h: Header, payloads: list[memoryview]) -> None:
+    """A lossy codec may code only a values stream, and only for tensors of the dtype its payload names."""
+    for i, s in enumerate(h.streams):
+        if s.codec not in LOSSY_CODECS or s.role == ROLE_MASKS:
+            continue
+        if s.role != ROLE_VALUES:
+            raise FormatError(f"stream {i}: lossy codec {s.codec} on a {ROLE_NAMES[s.role]} stream")
+        try:
+            dtype = payload_dtype(s.codec, bytes(payloads[i][:1]), s.itemsize)
+        except CodecError as e:
+            raise FormatError(f"stream {i}: {e}") from e
+        for t in h.tensors:
+            if t.kind != ALIAS and t.stream == i and t.dtype != dtype:
+                raise FormatError(f"stream {i} decodes to {dtype} but tensor {t.name!r} is {t.dtype}")
 
 
 def _take(raw: list[bytes], cursors: list[int], s: int, n: int) -> bytes:

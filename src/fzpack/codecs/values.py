@@ -1,8 +1,10 @@
-"""Lossless stream codecs for tensor values, index data and the header tree (formats/fzpack-v1.md §3.2).
+"""Stream codecs for tensor values, index data and the header tree (formats/fzpack-v1.md §3.2).
 
 A stream's raw bytes are coded with whichever of RAW, ZSTD or BYTEGROUP_ZSTD is smallest, and
 the choice is recorded in the stream table. Byte-grouping puts byte 0 of every element first,
 then byte 1, ...: the exponent bytes of floats line up and zstd finds them (FIELD.md §5).
+The opt-in lossy codecs (ids 16-18) live in :mod:`fzpack.codecs.lossy`; :func:`decode_stream`
+dispatches to them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import zstandard
 from fzpack.errors import CodecError
 
 RAW, ZSTD, BYTEGROUP_ZSTD = 0, 1, 2
-CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", BYTEGROUP_ZSTD: "bytegroup-zstd"}
+CAST_FP16, CAST_BF16, Q8 = 16, 17, 18  # lossy: decoded bytes are the dtype's, the payload is not
+LOSSY_CODECS = frozenset({CAST_FP16, CAST_BF16, Q8})
+CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", BYTEGROUP_ZSTD: "bytegroup-zstd", CAST_FP16: "cast-fp16", CAST_BF16: "cast-bf16",
+               Q8: "q8"}
 
 # zstd-19 runs at a few MB/s: worth it for small streams, too slow for a dense 60 MB checkpoint.
 _SMALL_STREAM = 4 << 20
@@ -55,7 +60,11 @@ def encode_stream(raw: bytes, itemsize: int = 1, candidates: tuple[int, ...] = (
 
 
 def decode_stream(codec: int, stored: bytes, raw_length: int, itemsize: int = 1) -> bytes:
-    """Inverse of :func:`encode_stream`; never produces more than ``raw_length`` bytes."""
+    """Inverse of :func:`encode_stream` (and of the lossy codecs); never produces more than ``raw_length`` bytes."""
+    if codec in LOSSY_CODECS:
+        from fzpack.codecs.lossy import decode_lossy  # lossy builds on this module
+
+        return decode_lossy(codec, bytes(stored), raw_length, itemsize)
     if codec == RAW:
         if len(stored) != raw_length:
             raise CodecError(f"raw stream holds {len(stored)} bytes, header says {raw_length}")
