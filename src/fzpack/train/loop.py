@@ -21,6 +21,7 @@ epoch checkpoint continues bit-identically on the CPU. The global RNG is never u
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable
@@ -265,6 +266,8 @@ def _train(config: TrainConfig, ctx: DistContext, output: Path | None, resume: b
                 state.stopped_early = config.patience is not None and state.bad_epochs >= config.patience
         row["seconds"] = time.perf_counter() - te
         state.history.append(row)
+        if not math.isfinite(row["train_loss"]):
+            state.stopped_early = True  # a NaN/inf loss never recovers: stop spending time on the run
         if log:
             val_txt = f" | val {row['val_accuracy']:.4f} (best {state.best_val:.4f} @ {state.best_epoch})" if has_val else ""
             log(f"epoch {state.epoch}/{config.epochs}: loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}"
@@ -273,7 +276,8 @@ def _train(config: TrainConfig, ctx: DistContext, output: Path | None, resume: b
             state.elapsed = prior + time.perf_counter() - t0
             save_resume(rfile, model, built, config, opt, scaler, state, _metadata(config, data, built.info, {}))
         if state.stopped_early and log:
-            log(f"early stop: no better validation accuracy for {config.patience} epochs")
+            log("stopped: the training loss is not finite (diverged)" if not math.isfinite(row["train_loss"])
+                else f"early stop: no better validation accuracy for {config.patience} epochs")
 
     if config.keep_best and state.best_state is not None:
         model.load_state_dict(state.best_state)
@@ -292,7 +296,8 @@ def _train(config: TrainConfig, ctx: DistContext, output: Path | None, resume: b
         "q": info.get("q"), "q_beta": info.get("q_beta"), "trained_weights": info.get("trained_weights"),
         "total_weights": info.get("total_weights"), "trained_parameters": info.get("trained_parameters"),
         "total_parameters": info.get("total_parameters"),
-        "stopped_early": state.stopped_early, "kept_best": bool(config.keep_best and state.best_state is not None),
+        "stopped_early": state.stopped_early,
+        "diverged": bool(state.history) and not math.isfinite(state.history[-1]["train_loss"]), "kept_best": bool(config.keep_best and state.best_state is not None),
         "wall_time_s": wall, "device": str(ctx.device), "world_size": ctx.world_size,
         "seeds": {"seed": config.seed, "data_seed": data.data_seed, "mask_seed": info.get("mask_seed", config.seed),
                   "synthetic_seed": config.synthetic_seed if data.info.name == "synthetic" else None},
