@@ -179,6 +179,7 @@ def _plot(path: Path) -> None:
         if base:
             ax.axhline(sum(base) / len(base), color="gray", lw=1, label="dense")
         ax.set_xscale("logit")
+        ax.set_xlim(0.85, 0.9995)
         ax.set_title(f"{arch}, Fashion-MNIST")
         ax.set_xlabel("freezing rate q")
         ax.set_ylabel("test accuracy")
