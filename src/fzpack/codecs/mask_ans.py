@@ -116,20 +116,6 @@ class BitReader:
             raise CodecError("mask stream: ANS data left over after decoding (corrupt payload)")
 
 
-def put_varint(out: bytearray, value: int) -> None:
-    """Append an unsigned LEB128 varint."""
-    if value < 0:
-        raise ValueError("varint must be non-negative")
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return
-
-
 def get_varint(data: bytes, pos: int, limit: int) -> tuple[int, int]:
     """Read an unsigned LEB128 varint of at most 5 bytes whose value must be <= limit."""
     value = 0

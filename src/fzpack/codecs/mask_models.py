@@ -22,9 +22,9 @@ from fzpack.codecs.mask_ans import (
     BitReader,
     BitWriter,
     get_varint,
-    put_varint,
     ratio_prob,
 )
+from fzpack.container.bytes_io import append_varint
 from fzpack.errors import CodecError
 
 MAX_STEP = 64
@@ -220,7 +220,7 @@ def write_header(out: bytearray, model: FactorModel) -> None:
         out += bytes(((f.step - 1) | (int(f.counts) << 6), f.nlev))
         if f.counts:
             for c in np.bincount(f.levels, minlength=f.nlev):
-                put_varint(out, int(c))
+                append_varint(out, int(c))
 
 
 def _need(data: bytes, pos: int, size: int) -> None:

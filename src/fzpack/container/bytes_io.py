@@ -16,6 +16,19 @@ VARINT_MAX_BYTES = 9  # values < 2**63 need at most 9 LEB128 bytes
 VARINT_LIMIT = 1 << 63
 
 
+def append_varint(out: bytearray, v: int) -> None:
+    """Append the unsigned LEB128 encoding of ``v`` (0 <= v < 2**63) to ``out``."""
+    if not 0 <= v < VARINT_LIMIT:
+        raise ValueError(f"varint out of range: {v}")
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if not v:
+            out.append(b)
+            return
+        out.append(b | 0x80)
+
+
 class Writer:
     """Append-only byte builder for the primitives of formats/fzpack-v1.md section 2."""
 
@@ -35,17 +48,8 @@ class Writer:
         self._parts.append(struct.pack("<f", v))
 
     def varint(self, v: int) -> None:
-        if not 0 <= v < VARINT_LIMIT:
-            raise ValueError(f"varint out of range: {v}")
         out = bytearray()
-        while True:
-            b = v & 0x7F
-            v >>= 7
-            if v:
-                out.append(b | 0x80)
-            else:
-                out.append(b)
-                break
+        append_varint(out, v)
         self._parts.append(bytes(out))
 
     def raw(self, b: bytes) -> None:
