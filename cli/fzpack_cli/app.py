@@ -52,9 +52,11 @@ def cli() -> None:
 
     \b
     Examples:
-      fzpack demo                      build, compress and restore an example model
+      fzpack demo                      train a FreezeNet, compress, restore, verify it
+      fzpack train --arch lenet5-caffe -q 0.99 -o model.pt
       fzpack compress model.pt         -> model.fzp (lossless)
       fzpack restore model.fzp         -> model.pt, bit-identical
       fzpack inspect model.fzp --json  what the bytes are spent on
       fzpack compare model.pt          every representation, produced and measured
+      fzpack evaluate model.fzp        test accuracy straight from the compact file
     """
