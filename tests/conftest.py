@@ -30,6 +30,16 @@ def build_frozen_checkpoint(rate: float = 0.99, seed: int = 7, arch: str = "lene
     return fzpack.make_checkpoint(model, frozen, seed=seed, method="freezenet", arch={"name": arch, "config": {}})
 
 
+def rebuild_container(data: bytes, edit) -> bytes:
+    """Re-serialise a .fzp after ``edit(header, stored_payloads)``, with valid checksums (a lying writer)."""
+    from fzpack.container.file import read_container, write_container
+
+    h, payloads = read_container(data)
+    stored = [bytes(p) for p in payloads]
+    edit(h, stored)
+    return write_container(h, stored)
+
+
 @pytest.fixture(scope="session")
 def frozen_ckpt() -> dict:
     return build_frozen_checkpoint()

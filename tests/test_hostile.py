@@ -13,24 +13,17 @@ import zstandard
 from hypothesis import given, settings
 
 import fzpack
-from fzpack.container.file import read_container, write_container
+from fzpack.container.file import write_container
 from fzpack.container.layout import FROZEN, PLAIN, ROLE_VALUES, Header, InitEntry, StreamEntry, TensorEntry
 from fzpack.errors import CheckpointError, FormatError
 from fzpack.pack import pack
 from fzpack.unpack import unpack
+from conftest import rebuild_container
 
 
 @pytest.fixture(scope="module")
 def good(frozen_ckpt) -> bytes:
     return pack(frozen_ckpt).data
-
-
-def _rebuild(data: bytes, edit) -> bytes:
-    """Re-serialise a file after editing its header, with valid checksums (a lying writer)."""
-    h, payloads = read_container(data)
-    stored = [bytes(p) for p in payloads]
-    edit(h, stored)
-    return write_container(h, stored)
 
 
 def test_truncation_anywhere_is_detected(good):
@@ -76,7 +69,7 @@ def test_header_lying_about_stream_length(good):
     def edit(h, stored):
         h.streams[-1].raw_length += 4
     with pytest.raises(FormatError, match="header says"):
-        unpack(_rebuild(good, edit))
+        unpack(rebuild_container(good, edit))
 
 
 def test_header_lying_about_trained_count(good):
@@ -84,7 +77,7 @@ def test_header_lying_about_trained_count(good):
         t = next(t for t in h.tensors if t.kind == FROZEN)
         t.k = t.numel + 1
     with pytest.raises(FormatError):
-        unpack(_rebuild(good, edit))
+        unpack(rebuild_container(good, edit))
 
 
 def test_zstd_frame_expanding_past_declared_size():
@@ -113,7 +106,7 @@ def test_tree_with_duplicate_keys_or_bad_refs(good):
         def edit(h, stored, tree=tree):
             h.tree_codec, h.tree = 0, tree
         with pytest.raises(FormatError):
-            unpack(_rebuild(good, edit))
+            unpack(rebuild_container(good, edit))
 
 
 def test_bool_bytes_must_be_zero_or_one():

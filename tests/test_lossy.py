@@ -25,6 +25,7 @@ from fzpack.pack import pack
 from fzpack.tensor_bits import bits_view, to_numpy_bytes
 from fzpack.unpack import unpack
 from fzpack_cli.main import cli
+from conftest import rebuild_container
 
 F32_EPS = 2.0**-23
 
@@ -254,13 +255,6 @@ def test_truncated_lossy_payloads_anywhere(packed):
                     decode_stream(s.codec, p[:n], s.raw_length, s.itemsize)
 
 
-def _rebuild(data: bytes, edit) -> bytes:
-    h, payloads = read_container(data)
-    stored = [bytes(p) for p in payloads]
-    edit(h, stored)
-    return write_container(h, stored)
-
-
 def test_lossy_codec_in_the_wrong_place_is_a_format_error(packed):
     data = packed["q8"].data
 
@@ -268,7 +262,7 @@ def test_lossy_codec_in_the_wrong_place_is_a_format_error(packed):
         i = next(i for i, s in enumerate(h.streams) if s.codec == Q8)
         h.streams[i].role = ROLE_INDEX
     with pytest.raises(FormatError):
-        unpack(_rebuild(data, to_index))
+        unpack(rebuild_container(data, to_index))
     # a q8 payload claiming float64 items for float32 tensors
     h = Header(streams=[StreamEntry(Q8, ROLE_VALUES, 4, 8, 0, 0)],
                tensors=[TensorEntry(name="x", dtype=torch.int32, shape=(2,), kind=PLAIN, stream=0)], tree=b'{"$t":0}')

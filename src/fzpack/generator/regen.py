@@ -24,6 +24,7 @@ from fzpack.errors import FzpackError
 from fzpack.generator import kernels_numpy as kn
 from fzpack.generator.constants import BANK, INIT
 from fzpack.generator.philox import philox_numpy, stream_key
+from fzpack.generator.schemes import check_shape
 from fzpack.generator.spec import InitSpec
 
 #: Elements produced per Philox block (4 x 64 bits = 8 x 32-bit words = 4 normal pairs).
@@ -92,12 +93,7 @@ def _check_range(start: Any, count: Any) -> tuple[int, int]:
 def _check_shape(shape: Sequence[int] | torch.Size | int) -> tuple[int, ...]:
     if isinstance(shape, int) and not isinstance(shape, bool):
         shape = (shape,)
-    try:
-        dims = tuple(operator.index(d) for d in shape)  # type: ignore[union-attr]
-    except TypeError:
-        raise FzpackError(f"shape must be a sequence of integers, got {shape!r}") from None
-    if any(d < 0 for d in dims):
-        raise FzpackError(f"shape must not have negative dimensions, got {dims}")
+    dims = check_shape(shape)  # type: ignore[arg-type]
     if math.prod(dims) > MAX_ELEMENTS:
         raise FzpackError(f"shape {dims} has too many elements")
     return dims
