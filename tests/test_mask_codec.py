@@ -472,3 +472,152 @@ def test_hostile_context_and_header_limits():
     heavy = b"\x02\x01\x00\x00" + bytes([0x00, 255]) + b"\x01"
     with pytest.raises(CodecError):
         decode_mask(heavy, (4000, 1), 3)
+
+
+# ------------------------------------------------------------------------------------------
+# The fast decoder path (entry codes, per-class scans, block-wise sorts) against the reference
+# reader over class_keys, on random factor models; small chunk sizes reach every branch.
+# ------------------------------------------------------------------------------------------
+
+
+def _random_factor_case(rng: np.random.Generator, shape: tuple[int, ...], *, wide_levels: bool = False):
+    """A random model-2 stream: (stream bytes, model, view dims, context, mask it encodes)."""
+    from fzpack.codecs.mask_ans import BitWriter
+    from fzpack.codecs.mask_models import axis_kinds, class_keys, code_for_scale, view_dims, write_mask_bits
+
+    dims = view_dims(shape)
+    kinds = axis_kinds(shape) + [3]
+    chosen = kinds if wide_levels else sorted({k for k in kinds if rng.random() < 0.6} or {int(rng.choice(kinds))})
+    factors = []
+    for k in chosen:
+        groups = 16 if k == 3 else dims[k]
+        nlev = 255 if wide_levels else int(rng.integers(1, 6)) if rng.random() < 0.8 else int(rng.integers(1, 256))
+        levels = rng.integers(1, nlev, groups) if nlev > 1 else np.zeros(groups, int)
+        levels = np.where(rng.random(groups) < (0.02 if wide_levels else rng.choice([0.0, 0.3, 0.8])), 0, levels).astype(np.int32)
+        step = int(rng.integers(30, 65)) if wide_levels else int(rng.integers(1, 65))
+        factors.append(Factor(k, step, nlev, levels, True))
+    base = (int(rng.integers(-32768, -500)) if wide_levels
+            else int(rng.choice([rng.integers(-300, 300), rng.integers(-32768, 32768), 0, 256, -1])))
+    n = math.prod(dims)
+    ctx = (rng.standard_normal(n) * rng.choice([0.01, 1.0, 1e10])).astype(np.float32)
+    if rng.random() < 0.3:
+        for value, share in ((np.nan, 0.1), (np.inf, 0.05), (-np.inf, 0.05), (-0.0, 0.05)):
+            ctx[rng.random(n) < share] = value
+    finite = np.abs(ctx[np.isfinite(ctx)])
+    code = code_for_scale(float(16 / (finite.max() + 1e-30))) if finite.size and rng.random() < 0.7 else None
+    model = FactorModel(base=base, factors=factors, scale_code=code if code is not None else 0x8400)
+    ctx = ctx.reshape(shape)
+    keys = class_keys(model, dims, _bins(model, ctx))
+    flat = (rng.random(n) < rng.choice([0.01, 0.3, 0.9])) & (keys >= 0)
+    w = BitWriter()
+    write_mask_bits(w, flat, keys)
+    return w.to_bytes(), model, dims, ctx, flat
+
+
+def _bins(model, ctx):
+    from fzpack.codecs.mask_models import scale_from_code
+
+    return weight_bins(ctx, scale_from_code(model.scale_code)) if any(f.kind == 3 for f in model.factors) else None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_mask_reader_matches_reference(seed, monkeypatch):
+    import fzpack.codecs.mask_decode as mm
+    import fzpack.codecs.mask_models as ref
+    from fzpack.codecs.mask_ans import BitReader
+
+    rng = np.random.default_rng(seed)
+    for i in range(20):
+        while True:  # up to 4 dims, at most a few thousand entries (tiny chunks loop in Python)
+            shape = tuple(int(rng.integers(1, 30 if i % 2 else 9)) for _ in range(int(rng.integers(1, 5))))
+            if math.prod(shape) <= 4000:
+                break
+        stream, model, dims, ctx, flat = _random_factor_case(rng, shape)
+        r = BitReader(stream)
+        assert np.array_equal(ref.read_mask_bits(r, ref.class_keys(model, dims, _bins(model, ctx))), flat)
+        r.finish()
+        for chunk, few in ((1 << 16, 8), (64, 8), (16, 0), (64, 1000), (8, 2)):
+            monkeypatch.setattr(mm, "DECODE_CHUNK", chunk)
+            monkeypatch.setattr(mm, "FEW_CLASSES", few)
+            r = BitReader(stream)
+            assert np.array_equal(mm.decode_mask_bits(r, model, dims, ctx), flat), (seed, i, chunk, few, dims)
+            r.finish()
+        # the codec bins |context|: the signed context and its absolute value decode alike
+        r = BitReader(stream)
+        assert np.array_equal(mm.decode_mask_bits(r, model, dims, np.abs(ctx)), flat)
+
+
+def test_fast_mask_reader_with_too_many_sums_to_list(monkeypatch):
+    """Four wide factors: the possible classes are not listed (sorted path, uint16 codes)."""
+    import fzpack.codecs.mask_decode as mm
+    from fzpack.codecs.mask_ans import BitReader
+
+    rng = np.random.default_rng(3)
+    stream, model, dims, ctx, flat = _random_factor_case(rng, (220, 200, 3), wide_levels=True)
+    assert mm._possible_codes(model.base, model) is None
+    for chunk in (1 << 16, 4096):
+        monkeypatch.setattr(mm, "DECODE_CHUNK", chunk)
+        r = BitReader(stream)
+        assert np.array_equal(mm.decode_mask_bits(r, model, dims, ctx), flat)
+        r.finish()
+
+
+def test_entry_codes_equal_class_keys_plus_one():
+    import fzpack.codecs.mask_decode as mm
+    import fzpack.codecs.mask_models as ref
+
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        shape = tuple(int(rng.integers(1, 12)) for _ in range(int(rng.integers(1, 5))))
+        _, model, dims, ctx, _ = _random_factor_case(rng, shape)
+        codes, possible = mm.entry_codes(model, dims, ctx)
+        expected = ref.class_keys(model, dims, _bins(model, ctx)).astype(np.int64) + 1
+        assert np.array_equal(codes.astype(np.int64), expected)
+        if possible is not None:
+            assert set(np.unique(expected).tolist()) <= set(possible.tolist())
+
+
+def test_fast_mask_reader_when_low_bins_are_dead(monkeypatch):
+    """Saliency-like models (|W0| bins below some b0 dead, most entries there) take the
+    comparison pre-filter; it must decode exactly what the reference does."""
+    import fzpack.codecs.mask_decode as mm
+    import fzpack.codecs.mask_models as ref
+    from fzpack.codecs.mask_ans import BitReader, BitWriter
+
+    used = []
+    prefilter = mm._dead_bins_prefilter
+
+    def counting(*args):
+        result = prefilter(*args)
+        used.append(result is not None)
+        return result
+
+    monkeypatch.setattr(mm, "_dead_bins_prefilter", counting)
+    rng = np.random.default_rng(11)
+    for i in range(40):
+        shape = tuple(int(rng.integers(1, 30)) for _ in range(int(rng.integers(1, 5))))
+        dims = ref.view_dims(shape)
+        n = math.prod(dims)
+        factors = []
+        if len(dims) >= 2 and i % 2:
+            factors.append(Factor(0, int(rng.integers(1, 65)), 4, rng.integers(0, 4, dims[0]).astype(np.int32), True))
+        b0 = int(rng.integers(1, 16))
+        levels = np.zeros(16, np.int32)
+        levels[b0:] = rng.integers(1, 6, 16 - b0)
+        factors.append(Factor(3, int(rng.integers(1, 65)), 6, levels, True))
+        model = FactorModel(base=int(rng.integers(-300, 300)), factors=factors, scale_code=0x8400)  # scale 16
+        ctx = (rng.standard_normal(n) * rng.choice([0.02, 0.2])).astype(np.float32)
+        if i % 3 == 0:
+            ctx[rng.random(n) < 0.05], ctx[rng.random(n) < 0.03], ctx[rng.random(n) < 0.03] = np.nan, np.inf, -np.inf
+        ctx = ctx.reshape(shape)
+        keys = ref.class_keys(model, dims, _bins(model, ctx))
+        flat = (rng.random(n) < 0.3) & (keys >= 0)
+        w = BitWriter()
+        ref.write_mask_bits(w, flat, keys)
+        stream = w.to_bytes()
+        for chunk in (1 << 16, 16):
+            monkeypatch.setattr(mm, "DECODE_CHUNK", chunk)
+            r = BitReader(stream)
+            assert np.array_equal(mm.decode_mask_bits(r, model, dims, ctx), flat), (i, shape, b0)
+            r.finish()
+    assert sum(used) > 10

@@ -3,11 +3,20 @@
 Order of work: the whole file is checked (checksums, header consistency, size budget) before
 any stream is decompressed; each stream is then decoded with its exact declared size; frozen
 tensors are regenerated on the requested device and the trained values written into them.
+
+The tensor loop runs in two phases: a cheap sequential one that walks the stream cursors in table
+order (slicing every tensor's mask / values / exception bytes, with all their checks), and the
+heavy one (regenerate, decode the mask, write the trained values) that is independent per tensor
+and, for large CPU restores, runs on a small thread pool (numpy releases the GIL in its loops).
+Results and errors do not depend on the thread count: tensors are collected in table order and
+the first failing tensor's error is the one raised, as with a purely sequential loop.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +35,44 @@ from fzpack.container.layout import (
     TensorEntry, itemsize,
 )
 from fzpack.container.tree import TreeDecoder
-from fzpack.errors import CodecError, FormatError
+from fzpack.errors import CodecError, FormatError, FzpackError
 from fzpack.generator import InitSpec, generate, random_mask
 from fzpack.pack import TREE_JSON, TREE_ZSTD, TREE_ZSTD_DICT
 from fzpack.tensor_bits import from_bytes
 
 DEFAULT_MAX_BYTES = 16 << 30
+#: Frozen elements (all tensors together) below which restoring stays on the calling thread.
+PARALLEL_MIN_ELEMENTS = 1 << 20
+
+
+def _default_restore_threads() -> int:
+    value = os.environ.get("FZPACK_RESTORE_THREADS")
+    if value is None:
+        return max(1, min(4, os.cpu_count() or 1))
+    try:
+        return max(1, min(int(value), 64))
+    except ValueError:
+        return 1
+
+
+_restore_threads = _default_restore_threads()
+
+
+def set_restore_threads(n: int) -> None:
+    """Set how many frozen tensors a CPU restore rebuilds at once (default min(4, CPUs), $FZPACK_RESTORE_THREADS).
+
+    1 restores strictly one tensor after the other. The result never depends on the setting; files
+    with fewer than PARALLEL_MIN_ELEMENTS frozen elements always restore on the calling thread.
+    """
+    global _restore_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise FzpackError(f"thread count must be a positive integer, got {n!r}")
+    _restore_threads = min(n, 64)
+
+
+def get_restore_threads() -> int:
+    """Current number of restore threads (see set_restore_threads)."""
+    return _restore_threads
 
 
 @dataclass
@@ -70,24 +111,69 @@ def unpack(data: bytes | memoryview, *, device: str | torch.device = "cpu", max_
     raw = [_decode(i, s, payloads[i]) if s.role != ROLE_MASKS else bytes(payloads[i]) for i, s in enumerate(header.streams)]
     cursors = [0] * len(raw)
     banks = dict(header.banks)
-    tensors: list[torch.Tensor] = []
-    masks: dict[int, torch.Tensor] = {}
-    for i, t in enumerate(header.tensors):
-        if t.kind == ALIAS:
-            tensors.append(tensors[t.target])
-        elif t.kind == FROZEN:
-            out, mask = _frozen(header, t, raw, cursors, banks, device)
-            tensors.append(out)
-            masks[i] = mask
-        else:
-            tensors.append(_take_values(t, raw, cursors, t.numel).to(device))
-        if progress:
-            progress(1)
+    # Phase 1 (sequential, cheap): slice every tensor's bytes in table order. An error stops the
+    # walk; it is raised only after the tensors before it were built (their errors come first).
+    plan: list[Any] = []
+    error: FormatError | None = None
+    for t in header.tensors:
+        try:
+            if t.kind == ALIAS:
+                plan.append(None)
+            elif t.kind == FROZEN:
+                job = _plan_frozen(header, t, raw, cursors)
+                plan.append(job)
+                if job.error is not None:
+                    break
+            else:
+                plan.append(_take_values(t, raw, cursors, t.numel))
+        except FormatError as e:
+            error = e
+            break
+    # Phase 2: rebuild the frozen tensors (independent of each other), collected in table order.
+    jobs = [j for j in plan if isinstance(j, _FrozenJob)]
+    pool = _pool_for(jobs, device)
+    try:
+        if pool is not None:  # largest first: balances the threads
+            for j in sorted(jobs, key=lambda j: -j.t.numel):
+                j.future = pool.submit(_frozen, header, j, banks, device)
+        tensors: list[torch.Tensor] = []
+        masks: dict[int, torch.Tensor] = {}
+        for i, item in enumerate(plan):
+            t = header.tensors[i]
+            if item is None:
+                tensors.append(tensors[t.target])
+            elif isinstance(item, _FrozenJob):
+                out, mask = item.future.result() if item.future is not None else _frozen(header, item, banks, device)
+                item.future = None
+                tensors.append(out)
+                masks[i] = mask
+            else:
+                tensors.append(item.to(device))
+            if progress:
+                progress(1)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if error is not None:
+        raise error
     for i, s in enumerate(header.streams):
         if s.role == ROLE_INDEX and cursors[i] != len(raw[i]):
             raise FormatError(f"index stream {i} has {len(raw[i]) - cursors[i]} unused bytes")
     obj = _tree(header, tensors, masks)
     return Unpacked(header=header, tensors=tensors, masks=masks, obj=obj)
+
+
+def _pool_for(jobs: list[Any], device: Any) -> ThreadPoolExecutor | None:
+    """A pool for a large CPU restore (else None: the tensors are built on this thread)."""
+    threads = min(_restore_threads, len(jobs))
+    if threads < 2 or sum(j.t.numel for j in jobs) < PARALLEL_MIN_ELEMENTS:
+        return None
+    try:
+        if torch.device(device).type != "cpu":
+            return None
+    except (RuntimeError, TypeError):  # an invalid device fails in the first tensor, as sequentially
+        return None
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fzpack-restore")
 
 
 def _decode(i: int, s: Any, payload: memoryview) -> bytes:
@@ -137,43 +223,88 @@ def _spec(h: Header, t: TensorEntry) -> InitSpec:
         raise FormatError(f"tensor {t.name!r}: invalid init parameters: {e}") from e
 
 
-def _frozen(h: Header, t: TensorEntry, raw: list[bytes], cursors: list[int], banks: dict[str, int], device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(eq=False)
+class _FrozenJob:
+    """One frozen tensor's inputs, sliced from the streams in table order (phase 1)."""
+
+    t: TensorEntry
+    spec: InitSpec
+    mask_payload: bytes | None  # None: the mask comes from the seed
+    values: bytes  # k + n_exceptions values (numel if dense)
+    deltas: np.ndarray | None  # exception position deltas (decoded varints)
+    error: FormatError | None = None  # bad exception bytes: raised after the mask, where the exceptions are checked
+    future: Future | None = None
+
+
+def _plan_frozen(h: Header, t: TensorEntry, raw: list[bytes], cursors: list[int]) -> _FrozenJob:
     spec = _spec(h, t)
-    regen32 = generate(spec, h.seed, t.name, t.shape, dtype=torch.float32, device=device, banks=banks)
-    if t.flags & FLAG_MASK_FROM_SEED:
-        mask = random_mask(h.seed, t.name, t.shape, t.k, device=device)
-    else:
-        payload = _take(raw, cursors, t.mask_stream, t.mask_length)
-        context = regen32.abs().cpu().numpy() if spec.dist in ("normal", "uniform", "bank") else None
+    payload = None if t.flags & FLAG_MASK_FROM_SEED else _take(raw, cursors, t.mask_stream, t.mask_length)
+    count = t.numel if t.flags & FLAG_DENSE else t.k + t.n_exceptions
+    job = _FrozenJob(t, spec, payload, _take(raw, cursors, t.stream, count * itemsize(t.dtype)), None)
+    if not t.flags & FLAG_DENSE and t.n_exceptions:
         try:
-            mask_np = decode_mask(payload, t.shape, t.k, context)
+            job.deltas, cursors[t.index_stream] = decode_varints(raw[t.index_stream], cursors[t.index_stream], t.n_exceptions,
+                                                                 t.numel, f"index stream {t.index_stream}")
+        except FormatError as e:
+            job.error = e
+    return job
+
+
+def _values(t: TensorEntry, data: bytes, shape: tuple[int, ...]) -> torch.Tensor:
+    if t.dtype == torch.bool and data and max(data) > 1:
+        raise FormatError(f"tensor {t.name!r}: bool values other than 0 and 1")
+    return from_bytes(data, t.dtype, shape)
+
+
+def _frozen(h: Header, job: _FrozenJob, banks: dict[str, int], device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    t, spec = job.t, job.spec
+    regen32 = generate(spec, h.seed, t.name, t.shape, dtype=torch.float32, device=device, banks=banks)
+    if job.mask_payload is None:
+        mask = random_mask(h.seed, t.name, t.shape, t.k, device=device)
+        mask_np = mask.numpy() if mask.device.type == "cpu" else None
+    else:
+        # The codec bins |context|, so the signed values serve as well as |R32| (no copy on CPU).
+        context = regen32.detach().cpu().numpy() if spec.dist in ("normal", "uniform", "bank") else None
+        try:
+            mask_np = decode_mask(job.mask_payload, t.shape, t.k, context)
         except CodecError as e:
             raise FormatError(f"tensor {t.name!r}: mask: {e}") from e
         mask = torch.from_numpy(np.ascontiguousarray(mask_np, dtype=np.bool_)).reshape(t.shape).to(device)
     if t.flags & FLAG_DENSE:
-        return _take_values(t, raw, cursors, t.numel).to(device), mask
+        return _values(t, job.values, t.shape).to(device), mask
     scale = t.init.scale if t.flags & FLAG_SCALED else None
     out = (regen32 if scale is None else regen32 * scale).to(t.dtype)
-    values = _take_values(t, raw, cursors, t.k + t.n_exceptions, (t.k + t.n_exceptions,)).to(device)
+    values = _values(t, job.values, (t.k + t.n_exceptions,)).to(device)
     flat = out.view(-1)
-    flat[mask.reshape(-1)] = values[: t.k]
+    # On the CPU, write through numpy at the mask's positions (in order, as indexing with the bool
+    # mask does): torch's indexing kernels pay a thread start-up that dwarfs these small writes.
+    cpu = mask_np is not None and flat.device.type == "cpu" and out.dtype in _NUMPY_FLOATS
+    if cpu:
+        flat.numpy()[np.flatnonzero(mask_np)] = values[: t.k].numpy()
+    else:
+        flat[mask.reshape(-1)] = values[: t.k]
     if t.n_exceptions:
-        pos = _exception_positions(h, t, raw, cursors, mask)
-        flat[pos.to(device)] = values[t.k :]
+        if job.error is not None:
+            raise job.error
+        pos = _exception_positions(t, job.deltas, mask_np if mask_np is not None else mask.reshape(-1).cpu().numpy())
+        if cpu:
+            flat.numpy()[pos] = values[t.k :].numpy()
+        else:
+            flat[torch.from_numpy(pos).to(device)] = values[t.k :]
     return out, mask
 
 
-def _exception_positions(h: Header, t: TensorEntry, raw: list[bytes], cursors: list[int], mask: torch.Tensor) -> torch.Tensor:
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
+
+def _exception_positions(t: TensorEntry, deltas: np.ndarray, mask_np: np.ndarray) -> np.ndarray:
     n = t.numel
-    deltas, cursors[t.index_stream] = decode_varints(raw[t.index_stream], cursors[t.index_stream], t.n_exceptions, n,
-                                                     f"index stream {t.index_stream}")
     pos = np.cumsum(deltas + 1) - 1
     if pos[-1] >= n:
         raise FormatError(f"tensor {t.name!r}: exception position {int(pos[-1])} outside its {n} elements")
-    p = torch.from_numpy(pos)
-    if mask.reshape(-1).cpu()[p].any():
+    if mask_np.reshape(-1)[pos].any():
         raise FormatError(f"tensor {t.name!r}: an exception position is a trained entry")
-    return p
+    return pos
 
 
 def _tree_json(h: Header) -> bytes:

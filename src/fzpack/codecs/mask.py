@@ -21,7 +21,8 @@ import numpy as np
 
 from fzpack.codecs.mask_ans import BitReader, BitWriter, ratio_prob
 from fzpack.codecs.mask_fit import factor_candidates
-from fzpack.codecs.mask_models import chain_work_limit, decode_factor_model, encode_factor_model
+from fzpack.codecs.mask_decode import decode_factor_model
+from fzpack.codecs.mask_models import chain_work_limit, encode_factor_model
 from fzpack.errors import CodecError
 
 MODEL_CONST, MODEL_IID, MODEL_FACTOR, MODEL_RAW = 0, 1, 2, 3

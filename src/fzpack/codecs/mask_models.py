@@ -152,6 +152,7 @@ def write_mask_bits(w: BitWriter, flat: np.ndarray, keys: np.ndarray) -> None:
 
 
 def read_mask_bits(r: BitReader, keys: np.ndarray) -> np.ndarray:
+    """Reference reader over precomputed keys (the decoder uses the faster `decode_mask_bits`)."""
     order, per = live_order(keys)
     parts = [r.read(int(per[v]), int(TABLE[v])) for v in np.flatnonzero(per)]
     out = np.zeros(keys.size, dtype=bool)
@@ -281,26 +282,3 @@ def encode_factor_model(model: FactorModel, flat: np.ndarray, shape, bins) -> by
         write_levels(w, f)
     write_mask_bits(w, flat, class_keys(model, view_dims(shape), bins))
     return bytes(out) + w.to_bytes()
-
-
-def decode_factor_model(data: bytes, pos: int, shape, context) -> np.ndarray:
-    dims = view_dims(shape)
-    n = int(np.prod(dims, dtype=np.int64))
-    model, hists, pos = read_header(data, pos, shape, context is not None)
-    work = chain_work(model, dims)
-    if work > chain_work_limit(n):
-        raise CodecError("mask payload declares more level symbols than the format allows")
-    # Every coded bit costs at most 16 bits (probabilities are clamped to [2**-16, 1 - 2**-16]).
-    if len(data) - pos > 2 * (n + work) + 8:
-        raise CodecError("mask payload longer than any valid encoding")
-    r = BitReader(data[pos:])
-    for f, h in zip(model.factors, hists):
-        f.levels = read_levels(r, _ngroups(f.kind, dims), f.nlev, h)
-        if f.counts and not np.array_equal(np.bincount(f.levels, minlength=f.nlev), h):
-            raise CodecError("mask payload: decoded levels do not match their histogram")
-    bins = None
-    if any(f.kind == W_FACTOR for f in model.factors):
-        bins = weight_bins(context, scale_from_code(model.scale_code))
-    out = read_mask_bits(r, class_keys(model, dims, bins))
-    r.finish()
-    return out
