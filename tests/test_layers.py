@@ -111,3 +111,17 @@ def test_load_model_from_pt_and_fzp(tmp_path):
         twin = fzpack.load_model(src, frozen_layers=True)
         assert torch.equal(twin(x), model(x))
         assert sum(p.numel() for p in twin.parameters()) < 6000
+
+
+def test_load_model_adopts_file_tensors_but_never_aliases_a_callers_dict(tmp_path):
+    model, frozen, x, _ = _setup()
+    ck = fzpack.make_checkpoint(model, frozen, seed=3, arch={"name": "lenet5-caffe", "config": {}})
+    fzpack.save_checkpoint(ck, tmp_path / "m.pt")
+    fzpack.compress(tmp_path / "m.pt")
+    loaded = fzpack.load_model(tmp_path / "m.fzp")
+    assert not any(t.is_meta for t in (*loaded.parameters(), *loaded.buffers()))
+    assert all(isinstance(p, torch.nn.Parameter) and p.requires_grad for p in loaded.parameters())
+    from_dict = fzpack.load_model(ck)
+    for name, p in from_dict.named_parameters():
+        assert p.data_ptr() != ck["state_dict"][name].data_ptr()
+        assert torch.equal(p, ck["state_dict"][name])

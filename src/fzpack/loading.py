@@ -48,11 +48,21 @@ def load_model(src: str | os.PathLike | dict, *, device: str | torch.device = "c
     if not arch:
         raise CheckpointError("the checkpoint names no architecture ('fzpack.arch'); build the model yourself "
                               "and call model.load_state_dict(ckpt['state_dict'])")
-    model = create_model(arch["name"], **dict(arch.get("config") or {}))
+    config = dict(arch.get("config") or {})
+    # A checkpoint we read ourselves owns its tensors: build the module on "meta" and adopt them
+    # (assign=True) instead of drawing a random init only to overwrite it - on VGG16-D that init
+    # costs more than reading the file. A caller's dict is copied into a normally built module,
+    # never aliased.
+    own = not isinstance(src, dict)
+    model = create_model(arch["name"], device="meta" if own else "cpu", **config)
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(ckpt["state_dict"], assign=own)
     except RuntimeError as e:
         raise CheckpointError(f"state dict does not fit {arch['name']}: {str(e).splitlines()[0]}") from e
+    if own and any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        # a tensor the state dict does not hold (e.g. a non-persistent buffer): build it normally
+        model = create_model(arch["name"], **config)
+        model.load_state_dict(ckpt["state_dict"])
     model.to(device)
     if frozen_layers and info and info.tensors:
         convert_(model, info.tensors, seed=info.seed, banks=info.banks)
