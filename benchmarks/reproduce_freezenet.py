@@ -4,6 +4,8 @@
     python benchmarks/reproduce_freezenet.py run --arch lenet5-caffe
     python benchmarks/reproduce_freezenet.py report                       # table + plot -> docs/results.md
     python benchmarks/reproduce_freezenet.py run --arch lenet5-caffe --dry-run   # list what is left
+    python benchmarks/reproduce_freezenet.py run --arch lenet5-caffe --threads 1 &  # x2: two runners share
+                                                                                    # the grid (claim files)
 
 Grid per architecture: dense baseline (seeds 1-3); FreezeNet and SNIP at q in {0.9, 0.99, 0.995,
 0.999} (seeds 1-3 at 0.99 and 0.999, seed 1 otherwise); freezing with a random mask (paper Fig. 3)
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -38,10 +41,10 @@ BUDGET = {"lenet-300-100": {"epochs": 40, "patience": None}, "lenet5-caffe": {"e
 # weights train: dense (seed 1) and FreezeNet / SNIP at q = 0.9 (seed 1). Those runs use lr 0.01;
 # every other run uses the paper's 0.1.
 def lr_for(arch: str, method: str, q: float) -> float:
-    return 0.01 if arch == "lenet5-caffe" and (method == "dense" or q <= 0.9) else 0.1
+    return 0.01 if arch == "lenet5-caffe" and (method == "dense" or q < 0.99) else 0.1
 
 
-LR_NOTE = {"lenet5-caffe": "0.01 for dense and q = 0.9 (0.1 diverged to NaN in epoch 1)", "lenet-300-100": "all runs"}
+LR_NOTE = {"lenet5-caffe": "0.01 for dense and q < 0.99 (0.1 diverged to NaN in epoch 1 at q = 0.9)", "lenet-300-100": "all runs"}
 PAPER_TABLE2 = {0.9: (0.9937, 1.000, 9.9), 0.99: (0.9898, 0.996, 88.2), 0.995: (0.9855, 0.992, 157.4), 0.999: (0.9556, 0.962, 431.8)}
 
 
@@ -57,7 +60,8 @@ def grid(arch: str) -> list[dict]:
     # Most informative first, so a partial grid already answers "does freezing beat pruning?"
     method_rank = {"dense": 0, "freezenet": 1, "snip": 2, "random-mask": 3}
     q_rank = {0.0: 0, 0.999: 1, 0.99: 2, 0.9: 3, 0.995: 4}
-    return sorted(runs, key=lambda r: (r["seed"], q_rank[r["q"]], method_rank[r["method"]]))
+    # Random-mask freezing (paper Fig. 3, one seed) is an extra: it comes after every seed of the rest.
+    return sorted(runs, key=lambda r: (r["method"] == "random-mask", r["seed"], q_rank[r["q"]], method_rank[r["method"]]))
 
 
 def run_one(r: dict) -> dict:
@@ -85,6 +89,62 @@ def run_one(r: dict) -> dict:
             "wall_s": time.perf_counter() - t}
 
 
+def finish_run(r: dict, results: Path = RESULTS) -> dict:
+    """Train (or resume) one run and record its result JSON; the run's model.pt is then final."""
+    res = run_one(r)
+    (results / r["arch"]).mkdir(parents=True, exist_ok=True)
+    (results / r["arch"] / f"{r['name']}.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
+    return res
+
+
+def model_file(arch: str, method: str, q: float, seed: int = 1) -> Path:
+    """A finished run's model.pt, trained first with the grid's settings if it is not finished.
+
+    Runs outside the grid (other rates, for the size-accuracy frontier) record their JSON under
+    results/repro/extra/, so they never enter this reproduction's table.
+    """
+    r = next((r for r in grid(arch) if r["method"] == method and r["q"] == q and r["seed"] == seed), None)
+    results = RESULTS
+    if r is None:
+        r = {"method": method, "q": q, "seed": seed, "arch": arch, "name": f"{method}-q{q}-s{seed}"}
+        results = RESULTS / "extra"
+    path = WORK / arch / r["name"] / "model.pt"
+    if not (results / arch / f"{r['name']}.json").exists() or not path.exists():
+        print(f"training {arch} {r['name']} first (reproduction settings)", flush=True)
+        finish_run(r, results)
+    return path
+
+
+def _claim_path(r: dict) -> Path:
+    return WORK / r["arch"] / r["name"] / "claimed-by.pid"
+
+
+def _claim(r: dict) -> bool:
+    """Claim a run for this process so that several runners can share one grid.
+
+    A claim left by a runner that no longer exists (killed) is taken over.
+    """
+    path = _claim_path(r)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid = path.read_text().strip()
+            if not pid.isdigit():
+                return False  # being written by a runner that is claiming it right now
+            try:
+                os.kill(int(pid), 0)
+                return False  # its runner is alive
+            except ProcessLookupError:
+                path.unlink(missing_ok=True)
+                continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     todo = [r for r in grid(args.arch) if not (RESULTS / args.arch / f"{r['name']}.json").exists()]
     if args.only:
@@ -97,9 +157,12 @@ def cmd_run(args: argparse.Namespace) -> None:
 
         torch.set_num_threads(args.threads)  # two 1-thread runners use 2 cores better than one 2-thread runner
     for i, r in enumerate(todo[: args.limit]):
-        res = run_one(r)
-        (RESULTS / args.arch).mkdir(parents=True, exist_ok=True)
-        (RESULTS / args.arch / f"{r['name']}.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
+        if (RESULTS / args.arch / f"{r['name']}.json").exists() or not _claim(r):
+            continue  # finished or being trained by another runner
+        try:
+            res = finish_run(r)
+        finally:
+            _claim_path(r).unlink(missing_ok=True)
         m = res["metrics"]
         print(f"[{i + 1}/{len(todo)}] {r['name']}: test {m.get('test_accuracy'):.4f} (best epoch {m.get('best_epoch')}), "
               f".fzp {res['fzp_bytes']:,} B, {res['wall_s']:.0f} s", flush=True)
