@@ -7,7 +7,7 @@
 Models: LeNet-5-Caffe (1x28x28 inputs), VGG16-D (3x32x32) and ResNet34-tiny (3x64x64, 200
 classes), frozen at q = 0.99 by `fzpack.freezenet.freeze_` with the saliency of one random batch
 (no dataset needed), then every trained entry and every bias moved a little (a stand-in for
-training), exactly like `bench_format.vgg_checkpoint`. Everything restores to the CPU.
+training). Everything restores to the CPU.
 
 Measured per model: file sizes (dense state dict as .pt, as safetensors, and the .fzp); compress
 time (`fzpack.compress` of the checkpoint .pt); restore time (`fzpack.unpack` of the .fzp bytes,
