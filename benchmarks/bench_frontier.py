@@ -213,7 +213,8 @@ def report(points: list[Point], notes: list[str], write: bool) -> str:
     body = ["## Size-accuracy frontier on Fashion-MNIST (issue 4)\n",
             "Each point is a file that was written and decoded again; accuracy is the full test set (10,000 images) evaluated "
             "on the network rebuilt from that file. Models: seed-1 runs of the FreezeNet reproduction (dense, SNIP, FreezeNet; "
-            "same training budget), plus FreezeNet at q = 0.95 / 0.97 / 0.98 (seed 1, same budget) to fill the frontier. "
+            "same training budget), plus FreezeNet at " + "; ".join(f"q = {' / '.join(map(str, qs))} ({a})" for a, qs in EXTRA_RATES.items())
+            + " (seed 1, same budget) to fill the frontier. "
             "NNCodec 2.1.3 with its defaults (qp_density 2, dependent quantization, biases at nonweight_qp -75; "
             "docs/nncodec.md); its bytes are the whole NNC bitstream. Sub-chance points (SNIP at q = 0.999: 0.100) are off "
             "the plot's y range.\n"]
