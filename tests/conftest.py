@@ -43,3 +43,15 @@ def rebuild_container(data: bytes, edit) -> bytes:
 @pytest.fixture(scope="session")
 def frozen_ckpt() -> dict:
     return build_frozen_checkpoint()
+
+
+def spec_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """Unsigned LEB128 read as the specs define it, in plain Python: (value, next position)."""
+    value, shift = 0, 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos

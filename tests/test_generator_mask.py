@@ -48,7 +48,7 @@ def test_shape_determinism_and_independence() -> None:
 def test_large_mask_is_uniform_enough() -> None:
     n, k = 1_000_000, 10_000
     m = random_mask(7, "fc.weight", (1000, 1000), k).numpy()
-    assert int(m.sum()) == k
+    assert m.size == n and int(m.sum()) == k
     rows = m.sum(axis=1)
     assert abs(rows.mean() - 10) < 1e-9 and rows.std() < 4.0  # binomial-like spread (sd ~3.2)
 

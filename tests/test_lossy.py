@@ -25,7 +25,7 @@ from fzpack.pack import pack
 from fzpack.tensor_bits import bits_view, to_numpy_bytes
 from fzpack.unpack import unpack
 from fzpack_cli.main import cli
-from conftest import rebuild_container
+from conftest import rebuild_container, spec_varint
 
 F32_EPS = 2.0**-23
 
@@ -198,14 +198,7 @@ def test_ans_index_model_matches_the_spec():
         buckets = -(-41 // (1 << shift))
         counts, pos = [], 1
         for _ in range(buckets):
-            v, sh = 0, 0
-            while True:
-                b = payload[pos]
-                pos += 1
-                v |= (b & 0x7F) << sh
-                sh += 7
-                if b < 0x80:
-                    break
+            v, pos = spec_varint(payload, pos)
             counts.append(v)
         weights = [counts[i >> shift] for i in range(41)]
         assert _reference_categorical_decode(payload[pos:], weights, len(idx)) == idx.tolist()

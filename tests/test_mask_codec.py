@@ -16,6 +16,7 @@ from fzpack.codecs.mask import decode_mask, encode_mask, mask_entropy_bounds
 from fzpack.codecs.mask_ans import TABLE
 from fzpack.codecs.mask_models import Factor, FactorModel, encode_factor_model, weight_bins
 from fzpack.errors import CodecError
+from conftest import spec_varint
 
 # ------------------------------------------------------------------------------------------
 # Reference decoder: sections 2-6 of the spec in plain Python (no constriction, no numpy math).
@@ -94,14 +95,7 @@ def ref_decode(payload: bytes, shape: tuple, count: int, context=None) -> list[i
         if packed & 0x40:
             hist = []
             for _ in range(nlev):
-                v, sh = 0, 0
-                while True:
-                    byte = payload[pos]
-                    pos += 1
-                    v |= (byte & 0x7F) << sh
-                    sh += 7
-                    if not byte & 0x80:
-                        break
+                v, pos = spec_varint(payload, pos)
                 hist.append(v)
         else:
             hist = [1] * nlev
