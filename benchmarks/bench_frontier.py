@@ -258,6 +258,7 @@ def main() -> None:
     notes: list[str] = []
     if args.from_json:  # re-render the table and plot from the recorded points, no re-measuring
         points = [Point(**d) for d in json.loads(JSON_OUT.read_text())]
+        notes.append(f"Re-rendered from {JSON_OUT.relative_to(ROOT)}; the points were measured by `python benchmarks/bench_frontier.py`.")
         print(report(points, notes, True))
         return
     for arch in args.arch:
