@@ -36,9 +36,8 @@ from fzpack.baselines.dense import dense_artifacts
 from fzpack.baselines.fzp import fzp_artifacts
 from fzpack.baselines.sparse import sparse_artifacts
 from fzpack.baselines.zipnn_row import zipnn_artifacts, zipnn_available
-from fzpack.compare import load_subject
+from fzpack.compare import difference, load_subject
 from fzpack.data.datasets import dataset_info
-from fzpack.equality import max_abs_difference, tree_differences
 from fzpack.models import create_model
 from fzpack.train.data import load_eval_split
 from fzpack.train.metrics import evaluate
@@ -87,8 +86,9 @@ def measure(arch: str, a: Artifact, ref: StateDict, evaluate_sd: Evaluator, fami
     if back is None:
         raise ValueError(f"{a.key} cannot be decoded")
     back = {k: back[k] for k in ref}  # a decoder may return extra entries; the network needs these
-    lossless = not tree_differences(ref, back)
-    err = 0.0 if lossless else max_abs_difference(ref, back)
+    lossless, err = difference(ref, back)
+    if err is None:
+        raise ValueError(f"{a.key} decodes to other shapes or dtypes than the checkpoint")
     sd = {k: v.float() if v.is_floating_point() else v for k, v in back.items()}
     acc = evaluate_sd(sd)
     return Point(arch, family, a.label, q, len(a.data), dense_bytes / len(a.data), lossless, err, acc, fz)

@@ -199,7 +199,16 @@ def _check(a: Artifact, reference: StateDict) -> tuple[bool | None, float | None
     """(lossless, max abs error) from decoding the artifact; (None, None) when it cannot be read back."""
     if a.decode is None:
         return None, None
-    back = a.decode(a.data)
+    return difference(reference, a.decode(a.data))
+
+
+def difference(reference: StateDict, back: StateDict) -> tuple[bool, float | None]:
+    """(lossless, max abs error) of a decoded state dict; error None when keys, shapes or dtypes differ.
+
+    Example:
+        >>> difference({"w": torch.ones(2)}, {"w": torch.ones(2)})
+        (True, 0.0)
+    """
     if set(back) != set(reference) or any(back[k].shape != reference[k].shape or back[k].dtype != reference[k].dtype for k in reference):
         return False, None
     if not tree_differences(reference, {k: back[k] for k in reference}):

@@ -28,6 +28,7 @@ from fzpack.codecs.mask_models import (
     _ngroups,
     chain_work,
     chain_work_limit,
+    level_lut,
     read_header,
     read_levels,
     scale_from_code,
@@ -40,11 +41,7 @@ FEW_CLASSES = 8  # up to this many possible classes: one comparison pass per cla
 
 
 def _term_luts(model: FactorModel) -> dict[int, np.ndarray]:
-    out = {}
-    for f in model.factors:
-        lv = f.levels.astype(np.int64)
-        out[f.kind] = np.where(lv > 0, (lv - 1) * f.step, DEAD)
-    return out
+    return {f.kind: level_lut(f) for f in model.factors}
 
 
 def _codes_of(eta: np.ndarray) -> np.ndarray:

@@ -93,6 +93,12 @@ class FactorModel:
     scale_code: int = 0  # only meaningful with a W_FACTOR factor
 
 
+def level_lut(f: Factor) -> np.ndarray:
+    """Per group of factor ``f`` its log2-odds term in table steps (int64): DEAD for level 0."""
+    lv = f.levels.astype(np.int64)
+    return np.where(lv > 0, (lv - 1) * f.step, DEAD)
+
+
 def class_keys(model: FactorModel, dims: tuple[int, ...], bins: np.ndarray | None) -> np.ndarray:
     """Per entry (C order) its table index 0..256, or -1 if a dead group makes it a known 0."""
     eta: np.ndarray | None = None
@@ -100,8 +106,7 @@ def class_keys(model: FactorModel, dims: tuple[int, ...], bins: np.ndarray | Non
     # Axis terms are broadcast views; adding two of them materialises the full array in one
     # pass, which is cheaper than filling it with `base` first.
     for f in sorted(model.factors, key=lambda f: f.kind):
-        lv = f.levels.astype(np.int32)
-        lut = np.where(lv > 0, (lv - 1) * f.step, DEAD).astype(np.int32)
+        lut = level_lut(f).astype(np.int32)
         if eta is None:
             lut += np.int32(model.base)
         if f.kind == W_FACTOR:
