@@ -14,7 +14,7 @@ from hypothesis import given, settings
 
 import fzpack
 from fzpack.container.file import write_container
-from fzpack.container.layout import FROZEN, PLAIN, ROLE_VALUES, Header, InitEntry, StreamEntry, TensorEntry
+from fzpack.container.layout import FROZEN, PLAIN, ROLE_MASKS, ROLE_VALUES, Header, InitEntry, StreamEntry, TensorEntry
 from fzpack.errors import CheckpointError, FormatError
 from fzpack.pack import pack
 from fzpack.unpack import unpack
@@ -140,3 +140,83 @@ def test_non_checkpoints_are_refused(tmp_path):
     p.write_bytes(buf.getvalue()[:-40])
     with pytest.raises(CheckpointError):
         fzpack.load_checkpoint(p)
+
+
+def _plain_header(shape, raw_length=0, codec=0):
+    return Header(streams=[StreamEntry(codec, ROLE_VALUES, 4, raw_length, 0, 0)],
+                  tensors=[TensorEntry(name="w", dtype=torch.float32, shape=shape, kind=PLAIN, stream=0)], tree=b'{"$t":0}')
+
+
+@pytest.mark.parametrize("shape", [(1 << 32, 1 << 32, 16), (1 << 40, 1 << 40), (1 << 48, 2), (1 << 16,) * 4])
+def test_dims_whose_product_passes_2_48_are_refused_while_parsing(shape):
+    # (2^32, 2^32, 16) wraps to 0 in 64-bit arithmetic: a reader without checked multiplication
+    # would see a zero-element tensor that passes every size check.
+    h = _plain_header(shape)
+    with pytest.raises(FormatError, match="more than 2\\*\\*48 elements"):
+        unpack(write_container(h, [b""]), max_bytes=1 << 62)
+
+
+def test_masks_stream_length_beyond_the_file_is_refused_from_the_header():
+    t = TensorEntry(name="w", dtype=torch.float32, shape=(4, 4), kind=FROZEN, stream=0,
+                    init=InitEntry(dist="normal", params=(0.0, 1.0)), k=1, mask_stream=1, mask_length=10**15)
+    h = Header(generator=1, seed=1, schemes=[""], streams=[StreamEntry(0, ROLE_VALUES, 4, 4, 0, 0),
+               StreamEntry(0, ROLE_MASKS, 1, 10**15, 0, 0)], tensors=[t], tree=b'{"$t":0}')
+    # the codec's own bound for 16 entries is 34 * 16 + 16384 bytes
+    with pytest.raises(FormatError, match="exceeds the codec's limit"):
+        unpack(write_container(h, [b"\x00" * 4, b"\x01"]))
+    t.mask_length = 100
+    h.streams[1].raw_length = 100
+    data = write_container(h, [b"\x00" * 4, b"\x01"])  # stored 1 byte, raw 100: a lying masks stream
+    with pytest.raises(FormatError, match="stored_length must equal raw_length"):
+        unpack(data)
+
+
+def test_masks_stream_with_a_codec_is_refused(good):
+    def edit(h, stored):
+        next(s for s in h.streams if s.role == ROLE_MASKS).codec = 1
+    with pytest.raises(FormatError, match="codec must be 0"):
+        unpack(rebuild_container(good, edit))
+
+
+def test_memory_budget_is_checked_before_stream_checksums(good):
+    bad = bytearray(good)
+    bad[-1] ^= 0xFF  # corrupt the last stream: a CRC error if the streams were hashed first
+    with pytest.raises(FormatError, match="checksum"):
+        unpack(bytes(bad))
+    with pytest.raises(FormatError, match="over the limit"):
+        unpack(bytes(bad), max_bytes=1000)
+
+
+def test_budget_counts_decoded_streams_and_banks():
+    from fzpack.container.file import restored_bytes
+
+    h = _plain_header((10,), raw_length=40)
+    h.banks = [("b", 100)]
+    assert restored_bytes(h) == 40 + 40 + 400
+
+
+@pytest.mark.parametrize("tail", [b"\x00", b"junk", zstandard.ZstdCompressor().compress(b"x" * 40)])
+def test_zstd_payload_must_be_exactly_one_frame(tail):
+    raw = bytes(range(40))
+    frame = zstandard.ZstdCompressor(write_content_size=True).compress(raw)
+    h = _plain_header((10,), raw_length=40, codec=1)
+    assert unpack(write_container(h, [frame])).obj.numpy().tobytes() == raw
+    with pytest.raises(FormatError, match="follow the zstd frame"):
+        unpack(write_container(h, [frame + tail]))
+
+
+def test_zstd_frame_with_a_dictionary_id_is_refused():
+    raw = bytes(range(40))
+    d = zstandard.train_dictionary(1024, [bytes([i]) * 64 + raw for i in range(200)])
+    frame = zstandard.ZstdCompressor(dict_data=d, write_content_size=True).compress(raw)
+    assert zstandard.get_frame_parameters(frame).dict_id != 0
+    with pytest.raises(FormatError, match="dictionary ID"):
+        unpack(write_container(_plain_header((10,), raw_length=40, codec=1), [frame]))
+
+
+def test_tree_with_bytes_after_its_frame_is_refused(good):
+    def edit(h, stored):
+        h.tree_codec = 1
+        h.tree = zstandard.ZstdCompressor(write_content_size=True).compress(b'{"$t":0}') + b"\x00"
+    with pytest.raises(FormatError, match="follow the zstd frame"):
+        unpack(rebuild_container(good, edit))

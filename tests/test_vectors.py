@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+import zstandard
 import torch
 
 import fzpack
@@ -44,3 +45,63 @@ def test_lossy_vector_is_marked_and_close(name):
     src = torch.load(VECTORS / f"{name}.src.pt", weights_only=True)
     assert tree_differences(src, fzpack.restore(data), atol=0.01) == []
     assert tree_differences(src, fzpack.restore(data)) != []  # really lossy
+
+
+def _header(name):
+    from fzpack.container.file import read_container
+
+    return read_container((VECTORS / f"{name}.fzp").read_bytes())
+
+
+@pytest.mark.parametrize("name, codec", [("tree_json", 0), ("tree_zstd", 1), ("tree_zstd_dict", 2)])
+def test_tree_codec_vectors_use_their_codec(name, codec):
+    h, _ = _header(name)
+    assert h.tree_codec == codec and not h.tensors
+
+
+def test_tree_dictionary_file_is_the_formats_dictionary():
+    """formats/tree-dictionary-v1.bin is normative (fzpack-v1.md section 5.1): the code must use exactly it."""
+    from fzpack.container.tree import TREE_DICTIONARY
+
+    data = (VECTORS.parent / "tree-dictionary-v1.bin").read_bytes()
+    assert data == TREE_DICTIONARY
+    assert hashlib.sha256(data).hexdigest() == "0cc81ab7bbdcbd2607bfcf7cb4cd06db0dc6477a7a824604f54b09d336978f92"
+    spec = (VECTORS.parent / "fzpack-v1.md").read_text(encoding="utf-8")
+    assert hashlib.sha256(data).hexdigest() in spec
+
+
+def test_tree_codec_2_decodes_with_a_plain_zstd_and_the_dictionary_file():
+    """What an independent reader does: zstd + the raw-content dictionary from formats/, nothing of fzpack."""
+    h, _ = _header("tree_zstd_dict")
+    d = zstandard.ZstdCompressionDict((VECTORS.parent / "tree-dictionary-v1.bin").read_bytes(),
+                                      dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    size = zstandard.frame_content_size(h.tree)
+    tree = json.loads(zstandard.ZstdDecompressor(dict_data=d).decompress(h.tree, max_output_size=size))
+    assert tree["fzpack"]["method"] == "dense" and tree["state_dict"] == {}
+    assert zstandard.get_frame_parameters(h.tree).dict_id == 0
+
+
+def test_mask_vector_exercises_kernel_and_context_factors():
+    """Model 2 (FACTOR) payloads: conv weight with kinds 0, 2, 3 (uniform context), bank tensor with kind 3."""
+    h, payloads = _header("mask_factor_context")
+    masks = bytes(payloads[h.tensors[0].mask_stream])
+    flags, pos = {}, 0
+    for t in h.tensors:
+        payload = masks[pos:pos + t.mask_length]
+        pos += t.mask_length
+        assert payload[0] == 2, t.name  # FACTOR
+        flags[t.name] = payload[1]
+    assert flags["conv.weight"] & 0b1100 == 0b1100  # kernel positions (kind 2) and |W0| bins (kind 3)
+    assert flags["fc.weight"] & 0b1000  # |W0| bins on a bank tensor
+    assert [t.init.dist for t in h.tensors] == ["uniform", "bank"]
+
+
+def test_q8_kmeans_vector_uses_a_fitted_codebook():
+    from fzpack.codecs.q8 import describe_grid
+    from fzpack.codecs.values import Q8
+
+    h, payloads = _header("lossy_q8_kmeans")
+    (i,) = [i for i, s in enumerate(h.streams) if s.codec == Q8]
+    grid = describe_grid(bytes(payloads[i][1:]))
+    n = h.streams[i].raw_length // 4
+    assert grid["grid"] == "k-means" and grid["levels"] < n  # 400 distinct values: not the exact codebook

@@ -77,12 +77,37 @@ def vectors() -> dict[str, object]:
     sd._metadata = OrderedDict([("", {"version": 1})])  # type: ignore[attr-defined]
     out["generic"] = {"model": sd, "epoch": 3, "lr": 0.1, "nan": float("nan"), "tuple": (1, "x"), "keys": {0: None},
                       "bytes": b"\x00\xff", "dtype": torch.float16, "tied": [sd["w"], sd["w"]]}
+    # 6-8. Tensor-free files whose object tree the writer codes with tree codec 0 (JSON), 1 (zstd)
+    # and 2 (zstd with the fixed dictionary, formats/tree-dictionary-v1.bin): the smallest wins.
+    out["tree_json"] = {"epoch": 1}
+    out["tree_zstd"] = {"log": "abcdefgh" * 100}
+    out["tree_zstd_dict"] = {"state_dict": {}, "fzpack": {**_entry(0, "dense", {}), "metadata": {"dataset": "fashion-mnist"},
+                                                          "arch": {"name": "lenet5-caffe", "config": {"num_classes": 10, "in_channels": 1, "input_size": 28}}}}
+    # 9. FACTOR mask payloads with the kernel-position factor (kind 2) and |W0| bins (kind 3) on a
+    # uniform conv weight, and |W0| bins alone on a tensor drawn from a bank (context = bank * scale).
+    seed = 7
+    shape = (16, 8, 3, 3)
+    spec = InitSpec("uniform", -0.25, 0.25)
+    w0 = generate(spec, seed, "conv.weight", shape)
+    m = torch.zeros(shape, dtype=torch.bool)
+    m[:, :, 1, 1] = w0[:, :, 1, 1].abs() > 0.1  # centre taps with a large |W0|
+    m[:, :, 0, 0] |= w0[:, :, 0, 0].abs() > 0.22
+    m[3] = m[9] = False
+    c, tc = _frozen("conv.weight", spec, shape, seed, m, "kaiming_uniform")
+    banks = {"shared": 400}
+    bspec = InitSpec("bank", 0.125, bank="shared", offset=17)
+    b0 = generate(bspec, seed, "fc.weight", (24, 20), banks=banks)
+    bm = b0.abs() > 0.1
+    bm[:, 5:8] = False
+    b, tb = _frozen("fc.weight", bspec, (24, 20), seed, bm, "bank", banks)
+    out["mask_factor_context"] = {"state_dict": {"conv.weight": c, "fc.weight": b},
+                                  "fzpack": _entry(seed, "freezenet", {"conv.weight": tc, "fc.weight": tb}, banks)}
     return out
 
 
 # Lossy vectors: name -> values mode. <name>.src.pt is the original checkpoint, <name>.fzp what
 # pack(src, values=mode) writes, and <name>.pt what that file restores to (dequantized values).
-LOSSY = {"lossy_q8": "q8"}
+LOSSY = {"lossy_q8": "q8", "lossy_q8_kmeans": "q8"}
 
 
 def lossy_vectors() -> dict[str, object]:
@@ -95,8 +120,18 @@ def lossy_vectors() -> dict[str, object]:
     m2[2, :5] = m2[6, 3:] = True
     w2, t2 = _frozen("out.weight", InitSpec("uniform", -0.5, 0.5), (8, 8), seed, m2, "kaiming_uniform")
     w2[m2] = torch.tensor([0.5, -0.25, 1.0, 0.5, 0.5, -0.25, 1.0, 1.0, 0.5, -0.25])
-    return {"lossy_q8": {"state_dict": {"fc.weight": w1, "out.weight": w2, "out.bias": torch.linspace(-1, 1, 8)},
-                         "fzpack": _entry(seed, "freezenet", {"fc.weight": t1, "out.weight": t2})}}
+    out = {"lossy_q8": {"state_dict": {"fc.weight": w1, "out.weight": w2, "out.bias": torch.linspace(-1, 1, 8)},
+                        "fzpack": _entry(seed, "freezenet", {"fc.weight": t1, "out.weight": t2})}}
+    # 7. q8 with a k-means codebook: 400 distinct values in 4 tight clusters (too many for the exact
+    # codebook). The values are multiples of 2^-18, so every cluster sum is exact in float64 and
+    # the fitted levels do not depend on summation order (the writer reproduces this on any CPU).
+    seed = 8
+    m3 = random_mask(seed, "head.weight", (24, 24), 400)
+    w3, t3 = _frozen("head.weight", InitSpec("normal", 0.0, 0.1), (24, 24), seed, m3, "normal")
+    i = torch.arange(400)
+    w3[m3] = torch.tensor([-0.5, 0.0, 0.25, 0.75])[i % 4] + ((i // 4) - 50).float() * 2**-18
+    out["lossy_q8_kmeans"] = {"state_dict": {"head.weight": w3}, "fzpack": _entry(seed, "freezenet", {"head.weight": t3})}
+    return out
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from fzpack.codecs.mask import decode_mask
 from fzpack.codecs.lossy import payload_dtype
 from fzpack.codecs.values import LOSSY_CODECS, decode_stream, zstd_decompress_exact
 from fzpack.container.bytes_io import decode_varints
-from fzpack.container.file import read_container
+from fzpack.container.file import DEFAULT_MAX_BYTES, read_container
 from fzpack.container.layout import (
     ALIAS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_SCALED, FROZEN, MAX_HEADER_BYTES, ROLE_INDEX, ROLE_MASKS, ROLE_NAMES, ROLE_VALUES, Header,
     TensorEntry, itemsize,
@@ -40,7 +40,6 @@ from fzpack.generator import InitSpec, generate, random_mask
 from fzpack.pack import TREE_JSON, TREE_ZSTD, TREE_ZSTD_DICT
 from fzpack.tensor_bits import from_bytes
 
-DEFAULT_MAX_BYTES = 16 << 30
 #: Frozen elements (all tensors together) below which restoring stays on the calling thread.
 PARALLEL_MIN_ELEMENTS = 1 << 20
 
@@ -85,10 +84,6 @@ class Unpacked:
     obj: Any
 
 
-def restored_bytes(h: Header) -> int:
-    return sum(t.numel * itemsize(t.dtype) for t in h.tensors if t.kind != ALIAS)
-
-
 def unpack(data: bytes | memoryview, *, device: str | torch.device = "cpu", max_bytes: int = DEFAULT_MAX_BYTES,
            progress: Callable[[int], None] | None = None) -> Unpacked:
     """Decode a whole `.fzp` file.
@@ -100,13 +95,7 @@ def unpack(data: bytes | memoryview, *, device: str | torch.device = "cpu", max_
             describe huge frozen tensors).
         progress: called with 1 after each tensor.
     """
-    header, payloads = read_container(data)
-    need = restored_bytes(header)
-    if need > max_bytes:
-        raise FormatError(f"restoring needs {need:,} bytes of tensors, over the limit of {max_bytes:,}; raise max_bytes if you trust this file")
-    for b in header.banks:
-        if b[1] * 4 > max_bytes:
-            raise FormatError(f"bank {b[0]!r} of length {b[1]:,} exceeds the memory limit")
+    header, payloads = read_container(data, max_bytes)
     _check_lossy(header, payloads)
     raw = [_decode(i, s, payloads[i]) if s.role != ROLE_MASKS else bytes(payloads[i]) for i, s in enumerate(header.streams)]
     cursors = [0] * len(raw)

@@ -88,11 +88,51 @@ def zstd_dict_compress(raw: bytes) -> bytes:
     return zstandard.ZstdCompressor(level=19, dict_data=_tree_dict(), write_dict_id=False, write_content_size=True).compress(raw)
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def zstd_frame_length(data: bytes | memoryview) -> int:
+    """Bytes taken by the one Zstandard frame at the start of ``data`` (RFC 8878 section 3.1.1).
+
+    Walks the frame header and the block headers only (no decompression), like libzstd's
+    ZSTD_findFrameCompressedSize. Also enforces what fzpack requires of its frames: the zstd
+    magic (no skippable frame), reserved bit 0, and no dictionary ID.
+    """
+    data = memoryview(data)
+    if bytes(data[:4]) != ZSTD_MAGIC:
+        raise CodecError("not a zstd frame (bad magic number)")
+    fhd = data[4] if len(data) > 4 else 0
+    if fhd & 0x08:
+        raise CodecError("zstd frame header: reserved bit set")
+    if fhd & 0x03:
+        raise CodecError("zstd frame declares a dictionary ID; fzpack frames carry none")
+    try:
+        pos = zstandard.frame_header_size(bytes(data[:18]))
+    except zstandard.ZstdError as e:
+        raise CodecError(f"corrupt zstd frame header: {e}") from e
+    while True:
+        if pos + 3 > len(data):
+            raise CodecError("zstd frame is truncated inside a block header")
+        head = int.from_bytes(data[pos : pos + 3], "little")
+        kind, size = (head >> 1) & 3, head >> 3
+        if kind == 3:
+            raise CodecError("zstd frame has a reserved block type")
+        pos += 3 + (1 if kind == 1 else size)
+        if head & 1:
+            break
+    pos += 4 if fhd & 0x04 else 0  # content checksum
+    if pos > len(data):
+        raise CodecError("zstd frame is truncated")
+    return pos
+
+
 def zstd_decompress_exact(stored: bytes, raw_length: int, *, tree_dict: bool = False) -> bytes:
     """Decompress one zstd frame that must declare exactly ``raw_length`` bytes of content.
 
     The declared size is checked before decompressing: zstandard ignores ``max_output_size``
-    when a frame declares its size, so a lying frame would otherwise expand without bound.
+    when a frame declares its size, so a lying frame would otherwise expand without bound. The
+    payload must be exactly one frame: zstandard silently ignores bytes after the first frame,
+    which would let two readers disagree about a file.
     """
     try:
         declared = zstandard.frame_content_size(stored)
@@ -100,6 +140,9 @@ def zstd_decompress_exact(stored: bytes, raw_length: int, *, tree_dict: bool = F
         raise CodecError(f"not a zstd frame: {e}") from e
     if declared != raw_length:
         raise CodecError(f"zstd frame declares {declared} bytes, header says {raw_length}")
+    end = zstd_frame_length(stored)
+    if end != len(stored):
+        raise CodecError(f"{len(stored) - end} bytes follow the zstd frame (a payload is exactly one frame)")
     try:
         dctx = zstandard.ZstdDecompressor(dict_data=_tree_dict()) if tree_dict else zstandard.ZstdDecompressor()
         out = dctx.decompress(stored, max_output_size=raw_length)

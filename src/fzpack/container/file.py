@@ -16,8 +16,13 @@ from __future__ import annotations
 import struct
 import zlib
 
-from fzpack.container.layout import MAGIC, MAX_HEADER_BYTES, PREAMBLE_SIZE, VERSION, Header, decode_header, encode_header
+from fzpack.container.layout import (
+    ALIAS, MAGIC, MAX_HEADER_BYTES, PREAMBLE_SIZE, VERSION, Header, decode_header, encode_header, itemsize,
+)
 from fzpack.errors import FormatError
+
+#: The reader's default memory budget (formats/fzpack-v1.md section 6, step 5).
+DEFAULT_MAX_BYTES = 16 << 30
 
 
 def crc32(data: bytes | memoryview) -> int:
@@ -59,10 +64,30 @@ def read_preamble(data: bytes | memoryview) -> tuple[int, int]:
     return hlen, hcrc
 
 
-def read_container(data: bytes | memoryview) -> tuple[Header, list[memoryview]]:
+def restored_bytes(h: Header) -> int:
+    """Memory a full restore needs by the format's accounting (section 6, step 5).
+
+    The decoded tensors, every stream's decoded bytes (they coexist with the tensors while these
+    are built) and every bank at 4 bytes per element (a reader may materialise a bank).
+    """
+    tensors = sum(t.numel * itemsize(t.dtype) for t in h.tensors if t.kind != ALIAS)
+    return tensors + sum(s.raw_length for s in h.streams) + 4 * sum(length for _, length in h.banks)
+
+
+def check_budget(h: Header, max_bytes: int) -> None:
+    need = restored_bytes(h)
+    if need > max_bytes:
+        raise FormatError(f"restoring needs {need:,} bytes of memory, over the limit of {max_bytes:,}; "
+                          "raise max_bytes if you trust this file")
+
+
+def read_container(data: bytes | memoryview, max_bytes: int | None = None) -> tuple[Header, list[memoryview]]:
     """Parse and check a whole file: returns the header and each stream's stored bytes.
 
-    Every checksum is verified and the stream lengths must account for the file exactly.
+    Order (formats/fzpack-v1.md section 6): preamble, header checksum, header parse and
+    cross-checks, stream lengths against the file size, the memory budget (when ``max_bytes``
+    is given: a reader that will restore), then every stream's checksum. A file that is too
+    big to restore is refused before a single stream byte is hashed.
     """
     view = memoryview(data)
     hlen, hcrc = read_preamble(view)
@@ -74,6 +99,8 @@ def read_container(data: bytes | memoryview) -> tuple[Header, list[memoryview]]:
     total = sum(s.stored_length for s in header.streams)
     if total != len(view) - pos:
         raise FormatError(f"streams should take {total} bytes after the header but {len(view) - pos} are there (truncated or padded file)")
+    if max_bytes is not None:
+        check_budget(header, max_bytes)
     payloads = []
     for i, s in enumerate(header.streams):
         p = view[pos : pos + s.stored_length]

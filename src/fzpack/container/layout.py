@@ -20,6 +20,7 @@ PREAMBLE_SIZE = 20  # magic 8, major 1, minor 1, flags 2, header length 4, heade
 MAX_HEADER_BYTES = 64 << 20
 MAX_NDIM = 32
 MAX_DIM = 1 << 48
+MAX_NUMEL = 1 << 48  # per tensor; checked while the dims are read, so nothing downstream can overflow 64 bits
 MAX_NAME_BYTES = 4096
 
 GENERATOR_NONE = 0
@@ -222,6 +223,7 @@ def _decode_tensor(r: Reader, h: Header, index: int) -> TensorEntry:
     if ndim > MAX_NDIM:
         raise FormatError(f"tensor {name!r}: {ndim} dimensions exceed the limit of {MAX_NDIM}")
     shape = tuple(r.varint(limit=MAX_DIM, what="dimension") for _ in range(ndim))
+    _check_numel(name, shape)
     t = TensorEntry(name=name, dtype=DTYPES[code], shape=shape, kind=r.u8())
     if t.kind == ALIAS:
         t.target = r.varint(limit=max(index - 1, 0), what="alias target")
@@ -259,6 +261,20 @@ def _decode_tensor(r: Reader, h: Header, index: int) -> TensorEntry:
     return t
 
 
+def _check_numel(name: str, shape: tuple[int, ...]) -> None:
+    """Checked product of the dims (section 4): stop as soon as the running product passes MAX_NUMEL."""
+    numel = 1
+    for d in shape:
+        numel *= d
+        if numel > MAX_NUMEL:
+            raise FormatError(f"tensor {name!r}: shape {list(shape)} has more than 2**48 elements")
+
+
+def mask_payload_limit(numel: int) -> int:
+    """Largest mask payload any valid mask of ``numel`` entries can have (mask-codec-v1.md section 7)."""
+    return 2 * (numel + 16 * numel + 4096) + 8192
+
+
 def _validate(h: Header) -> None:
     """Cross-checks that need the whole header: roles, item sizes, stream sums, names."""
     names = [t.name for t in h.tensors]
@@ -282,12 +298,19 @@ def _validate(h: Header) -> None:
             if t.flags & FLAG_DENSE and t.n_exceptions:
                 raise FormatError(f"tensor {t.name!r}: dense tensors carry no exceptions")
             if not t.flags & FLAG_MASK_FROM_SEED:
+                if t.mask_length > mask_payload_limit(n):
+                    raise FormatError(f"tensor {t.name!r}: a {t.mask_length}-byte mask payload exceeds the codec's "
+                                      f"limit for {n} entries")
                 _use(h, used, t.mask_stream, ROLE_MASKS, 1, t.mask_length, t.name)
             if t.n_exceptions:
                 _check_role(h, t.index_stream, ROLE_INDEX, t.name)
                 used[t.index_stream] += t.n_exceptions
         _use(h, used, t.stream, ROLE_VALUES, itemsize(t.dtype), t.stored_count * itemsize(t.dtype), t.name)
     for i, s in enumerate(h.streams):
+        if s.role == ROLE_MASKS and (s.codec != 0 or s.stored_length != s.raw_length):
+            # mask payloads are entropy-coded already: stored as they are, so the header alone bounds them
+            raise FormatError(f"masks stream {i}: codec must be 0 and stored_length must equal raw_length "
+                              f"(codec {s.codec}, {s.stored_length} stored vs {s.raw_length} raw bytes)")
         if s.role == ROLE_INDEX and not used[i] <= s.raw_length <= 9 * used[i]:
             raise FormatError(f"index stream {i}: {s.raw_length} bytes cannot hold its {used[i]} positions")
         if s.role != ROLE_INDEX and used[i] != s.raw_length:
