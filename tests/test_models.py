@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fzpack.errors import FzpackError
@@ -16,8 +17,15 @@ from fzpack.models import (
     model_info,
     register_model,
 )
+from fzpack.models.lcresnet import LCBlock, LCResNet, lc_layers, lc_weight_names
+from fzpack.models.resnet import CifarResNet
 
 ALL_MODELS = list_models()
+# LCResNet-20-16x{4..128} and 64x1 reach 38 M parameters and tens of GFLOP per image: the
+# registry-wide tests build them on the meta device only. 16x1 and 16x2 stand for the family in
+# the tests that need real tensors (init, dtype, numeric forward); the code path is the same.
+META_ONLY = set(list_models("lcresnet-*")) - {"lcresnet-20-16x1", "lcresnet-20-16x2"}
+REAL_MODELS = [name for name in ALL_MODELS if name not in META_ONLY]
 
 def _layer(prefix: str, bias: bool = True) -> list[str]:
     """State names of a Conv/Linear layer."""
@@ -47,9 +55,19 @@ def _vgg16d_names() -> list[str]:
     ]
 
 
-def _block_names(prefix: str, shortcut: str | None) -> list[str]:
-    names = _layer(f"{prefix}.conv1", False) + _bn(f"{prefix}.bn1")
-    names += _layer(f"{prefix}.conv2", False) + _bn(f"{prefix}.bn2")
+def _conv(prefix: str) -> list[str]:
+    """State names of a bias-free spatial conv."""
+    return _layer(prefix, False)
+
+
+def _lc(prefix: str) -> list[str]:
+    """State names of an LC-block: its spatial conv, then its pointwise conv (both bias-free)."""
+    return _layer(f"{prefix}.spatial", False) + _layer(f"{prefix}.pointwise", False)
+
+
+def _block_names(prefix: str, shortcut: str | None, conv=_conv) -> list[str]:
+    names = conv(f"{prefix}.conv1") + _bn(f"{prefix}.bn1")
+    names += conv(f"{prefix}.conv2") + _bn(f"{prefix}.bn2")
     if shortcut:
         names += _layer(f"{prefix}.{shortcut}.0", False) + _bn(f"{prefix}.{shortcut}.1")
     return names
@@ -64,11 +82,11 @@ def _resnet34_tiny_names() -> list[str]:
     return names + _layer("fc")
 
 
-def _resnet20_names() -> list[str]:
+def _resnet20_names(conv=_conv) -> list[str]:
     # open_lth names; blocks 3 and 6 open segments 2 and 3 (stride 2, projection shortcut).
-    names = _layer("conv", False) + _bn("bn")
+    names = conv("conv") + _bn("bn")
     for i in range(9):
-        names += _block_names(f"blocks.{i}", "shortcut" if i in (3, 6) else None)
+        names += _block_names(f"blocks.{i}", "shortcut" if i in (3, 6) else None, conv)
     return names + _layer("fc")
 
 
@@ -82,6 +100,8 @@ EXPECTED_STATE = {
     "vgg16-d": _vgg16d_names(),
     "resnet34-tiny": _resnet34_tiny_names(),
     "resnet20": _resnet20_names(),
+    # Every LCResNet-20 has the same names: resnet20's, each spatial conv split in two.
+    **{name: _resnet20_names(_lc) for name in list_models("lcresnet-20-*")},
 }
 
 # Paper counts (FreezeNet Fig. S9 / S10), written out here rather than read from the registry.
@@ -98,7 +118,7 @@ LARGE_COUNTS = {
 }
 
 # Input side length per model without an ``input_size`` config key.
-INPUT_SIZE = {"vgg16-d": 32, "resnet34-tiny": 64, "resnet20": 32}
+INPUT_SIZE = {"vgg16-d": 32, "resnet34-tiny": 64, "resnet20": 32, **dict.fromkeys(list_models("lcresnet-*"), 32)}
 
 
 def _input_for(name: str, batch: int = 2) -> torch.Tensor:
@@ -125,7 +145,7 @@ def test_registry_lists_the_lenets() -> None:
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_parameter_count_matches_registry(name: str) -> None:
     info = model_info(name)
-    model = create_model(name)
+    model = create_model(name, device="meta" if name in META_ONLY else "cpu")
     assert count_parameters(model) == info.params
     weight_names = set(prunable_weights(model))
     n_other = sum(p.numel() for n, p in model.named_parameters() if n not in weight_names)
@@ -134,17 +154,18 @@ def test_parameter_count_matches_registry(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_forward_shape_and_dtype(name: str) -> None:
-    model = create_model(name)
-    out = model(_input_for(name))  # 2 images keep the ResNet34 / VGG16 forward cheap
-    assert out.shape == (2, model_info(name).default_config["num_classes"])
-    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    if name not in META_ONLY:
+        model = create_model(name)
+        out = model(_input_for(name))  # 2 images keep the ResNet34 / VGG16 forward cheap
+        assert out.shape == (2, model_info(name).default_config["num_classes"])
+        assert out.dtype == torch.float32 and torch.isfinite(out).all()
     # Other head: the shape is checked on the meta device (no compute, cheap for ResNet34).
     # Batch 2, not 1: VGG16-D's BatchNorm1d cannot normalise a single sample in train mode.
     out = create_model(name, num_classes=7, device="meta")(_input_for(name, batch=2).to("meta"))
     assert out.shape == (2, 7)
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", REAL_MODELS)
 def test_plain_module_in_train_mode(name: str) -> None:
     model = create_model(name)
     assert type(model).__module__.startswith("fzpack.models.")
@@ -169,7 +190,7 @@ def test_meta_device_counts_without_memory(name: str) -> None:
     assert count_parameters(model) == model_info(name).params
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", REAL_MODELS)
 def test_init_is_deterministic_and_leaves_global_rng_alone(name: str) -> None:
     before = torch.random.get_rng_state()
     a = create_model(name)
@@ -351,3 +372,198 @@ def test_large_model_config_errors() -> None:
         create_model("vgg16-d", num_classes=0, device="meta")
     with pytest.raises(ModelError, match="unknown config key"):
         create_model("vgg16-d", input_size=64, device="meta")
+
+
+# --- LCResNet (Gavrikov & Keuper) -------------------------------------------------------------
+
+# name: (total, spatial-conv weights, everything else), 3 x 32 x 32 inputs, 10 classes, k = 3.
+# Written out (not read from the registry); test_lcresnet_count_formula derives them.
+LC_COUNTS = {
+    "lcresnet-20-16x1": (304_986, 267_696, 37_290),
+    "lcresnet-20-16x2": (605_194, 535_392, 69_802),
+    "lcresnet-20-16x4": (1_205_610, 1_070_784, 134_826),
+    "lcresnet-20-16x8": (2_406_442, 2_141_568, 264_874),
+    "lcresnet-20-16x16": (4_808_106, 4_283_136, 524_970),
+    "lcresnet-20-16x32": (9_611_434, 8_566_272, 1_045_162),
+    "lcresnet-20-16x64": (19_218_090, 17_132_544, 2_085_546),
+    "lcresnet-20-16x128": (38_431_402, 34_265_088, 4_166_314),
+    "lcresnet-20-64x1": (4_847_946, 4_277_952, 569_994),
+}
+
+
+def _lc_count(
+    depth: int, width: int, expansion: int, kernel_size: int = 3, in_channels: int = 3, num_classes: int = 10
+) -> tuple[int, int, int]:
+    """(spatial, pointwise, other) parameters of LCResNet-{depth}-{width}x{expansion}, in closed form."""
+    n, w, e, k2 = (depth - 2) // 6, width, expansion, kernel_size**2
+    # Spatial: stem c W E k^2; per segment the first conv (f_in -> f_out) then 2n - 1 (f_out -> f_out):
+    # E k^2 W^2 [2n + (2 + 4 (2n - 1)) + (8 + 16 (2n - 1))] = E k^2 W^2 (42 n - 10).
+    spatial = e * k2 * (in_channels * w + w * w * (42 * n - 10))
+    pointwise = e * w * w * (1 + 42 * n)  # each LC-block: (W_out E) x W_out
+    shortcuts = w * 2 * w + 2 * w * 4 * w
+    batchnorm = 2 * w * (1 + 2 * n + 4 * n + 8 * n + 2 + 4)  # stem, 6n block BNs, 2 shortcut BNs
+    fc = (4 * w + 1) * num_classes
+    return spatial, pointwise, shortcuts + batchnorm + fc
+
+
+def _spatial_count(model: nn.Module) -> int:
+    params = dict(model.named_parameters())
+    return sum(params[n].numel() for n in lc_weight_names(model)[0])
+
+
+def test_lcresnet_registered_names_and_counts() -> None:
+    assert set(list_models("lcresnet-*")) == set(LC_COUNTS)
+    for name, (total, spatial, other) in LC_COUNTS.items():
+        width, expansion = (int(v) for v in name.rsplit("-", 1)[1].split("x"))
+        info = model_info(name)
+        assert info.family == "lcresnet" and info.reference.startswith("Gavrikov & Keuper, LCResNet")
+        assert info.default_config == dict(
+            depth=20, width=width, expansion=expansion, num_classes=10, in_channels=3, kernel_size=3
+        )
+        assert (info.params, info.biases) == (total, 98 * width + 10)
+        assert info.description.startswith(f"LCResNet-20-{width}x{expansion}:")
+        model = create_model(name, device="meta")
+        assert isinstance(model, LCResNet) and (model.expansion, model.kernel_size) == (expansion, 3)
+        assert count_parameters(model) == total
+        assert _spatial_count(model) == spatial and total - spatial == other
+        assert _non_weight_count(model) == info.biases
+
+
+@pytest.mark.parametrize(
+    "depth,width,expansion,kernel_size,in_channels,num_classes",
+    [(20, 16, 1, 3, 3, 10), (20, 16, 128, 3, 3, 10), (20, 64, 1, 3, 3, 10), (8, 4, 3, 5, 1, 100), (32, 8, 2, 7, 3, 10)],
+)
+def test_lcresnet_count_formula(
+    depth: int, width: int, expansion: int, kernel_size: int, in_channels: int, num_classes: int
+) -> None:
+    cfg = dict(
+        depth=depth, width=width, expansion=expansion, kernel_size=kernel_size,
+        in_channels=in_channels, num_classes=num_classes,
+    )
+    model = create_model("lcresnet-20-16x1", device="meta", **cfg)  # any entry builds any D, W, E, k
+    spatial, pointwise, other = _lc_count(**cfg)
+    assert count_parameters(model) == spatial + pointwise + other
+    assert _spatial_count(model) == spatial
+    name = f"lcresnet-{depth}-{width}x{expansion}"
+    if name in LC_COUNTS:
+        assert LC_COUNTS[name] == (spatial + pointwise + other, spatial, pointwise + other)
+    if (expansion, kernel_size) == (1, 3):
+        # E = 1: the spatial convs are exactly ResNet-D's, plus one W_out x W_out pointwise conv each.
+        with torch.device("meta"):
+            plain = CifarResNet(depth, width, num_classes, in_channels)
+        assert count_parameters(model) == count_parameters(plain) + pointwise
+
+
+def test_lcresnet_20_16x128_matches_paper_tables_1_and_3() -> None:
+    # Counted on the meta device: 38 M parameters are never allocated here.
+    model = create_model("lcresnet-20-16x128", device="meta")
+    total = count_parameters(model)
+    outside_spatial = total - _spatial_count(model)
+    # Table 1: 38.4 M total, 4.2 M learnable once the spatial convs are frozen (pointwise convs,
+    # 1x1 shortcuts, BatchNorm, fc) - so the shortcuts are plain 1x1 convs, not LC-blocks.
+    assert round(total / 1e6, 1) == 38.4
+    assert round(outside_spatial / 1e6, 1) == 4.2
+    # Table 3: the dense checkpoint (fp32 state dict, BN running statistics included) takes
+    # 146.66 MB, i.e. MiB (decimal MB would be 153.7). The tensors are 146.61 MiB; torch.save's
+    # zip/pickle framing adds ~0.04 MiB (measured: a real 16x128 state dict saves to 146.65 MiB).
+    dense = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    # fp32 parameters + running mean/var of the 784 BN channels + 21 int64 num_batches_tracked.
+    assert dense == 4 * total + 4 * 1_568 + 8 * 21
+    assert 146.66 - 0.06 < dense / 2**20 <= 146.66
+
+
+def test_lc_layers_and_weight_names() -> None:
+    model = create_model("lcresnet-20-16x4", kernel_size=5, device="meta")
+    layers = lc_layers(model)
+    names = [name for name, _ in layers]
+    assert names == ["conv"] + [f"blocks.{i}.conv{j}" for i in range(9) for j in (1, 2)]
+    assert all(block is model.get_submodule(name) for name, block in layers)
+    # (in, out, stride) of the stem and of each block's conv1, conv2.
+    expected = [(3, 16, 1)]
+    for i, (f_in, f_out) in enumerate([(16, 16)] * 3 + [(16, 32)] + [(32, 32)] * 2 + [(32, 64)] + [(64, 64)] * 2):
+        expected += [(f_in, f_out, 2 if i in (3, 6) else 1), (f_out, f_out, 1)]
+    params = dict(model.named_parameters())
+    for (name, block), (f_in, f_out, stride) in zip(layers, expected, strict=True):
+        assert (block.in_channels, block.out_channels, block.stride) == (f_in, f_out, stride)
+        assert (block.expansion, block.kernel_size, block.padding, block.fan_in) == (4, 5, 2, f_in * 25)
+        assert params[f"{name}.spatial.weight"].shape == (4 * f_out, f_in, 5, 5)
+        assert params[f"{name}.pointwise.weight"].shape == (f_out, 4 * f_out, 1, 1)
+        assert block.spatial.stride == (stride, stride) and block.pointwise.stride == (1, 1)
+    spatial, pointwise = lc_weight_names(model)
+    assert spatial == [f"{n}.spatial.weight" for n in names]
+    assert pointwise == [f"{n}.pointwise.weight" for n in names]
+    # Every other weight is a 1x1 shortcut or the classifier; module order interleaves the lists.
+    others = ["blocks.3.shortcut.0.weight", "blocks.6.shortcut.0.weight", "fc.weight"]
+    lc_order = [w for pair in zip(spatial, pointwise) for w in pair]
+    assert [w for w in prunable_weights(model) if w not in others] == lc_order
+    assert set(prunable_weights(model)) == set(spatial) | set(pointwise) | set(others)
+    # Models without LC-blocks, and a bare block.
+    assert lc_layers(create_model("resnet20", device="meta")) == []
+    assert lc_weight_names(create_model("vgg16-d", device="meta")) == ([], [])
+    with torch.device("meta"):
+        assert lc_weight_names(LCBlock(3, 4, 2)) == (["spatial.weight"], ["pointwise.weight"])
+
+
+def test_lcresnet_shortcuts_stay_plain_1x1_convs() -> None:
+    model = create_model("lcresnet-20-16x2", device="meta")
+    for i in (3, 6):
+        proj = model.blocks[i].shortcut[0]
+        assert type(proj) is nn.Conv2d and proj.kernel_size == (1, 1) and proj.stride == (2, 2)
+    assert not any(isinstance(m, LCBlock) for m in model.blocks[3].shortcut.modules())
+    # The only non-LC convs are the two projections: the stem and all 18 block convs are LC-blocks.
+    lc_convs = {id(m) for _, b in lc_layers(model) for m in (b.spatial, b.pointwise)}
+    plain = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and id(m) not in lc_convs]
+    assert plain == ["blocks.3.shortcut.0", "blocks.6.shortcut.0"]
+
+
+@torch.no_grad()
+def test_lc_block_is_one_conv_with_combined_filters() -> None:
+    # Paper Eq. 4: no BN or activation between the convs, so the block equals a single k x k conv
+    # whose filters are the pointwise-weighted sums of the spatial filters.
+    with torch.device("meta"):
+        block = LCBlock(3, 4, expansion=5, kernel_size=3, stride=2)
+    block.to_empty(device="cpu")
+    g = torch.Generator().manual_seed(0)
+    for p in block.parameters():
+        p.copy_(torch.randn(p.shape, generator=g))
+    x = torch.randn(2, 3, 9, 9, generator=g)
+    combined = torch.einsum("om,mikl->oikl", block.pointwise.weight[:, :, 0, 0], block.spatial.weight)
+    out = block(x)
+    assert out.shape == (2, 4, 5, 5)
+    torch.testing.assert_close(out, F.conv2d(x, combined, stride=2, padding=1), rtol=1e-4, atol=1e-4)
+    assert list(dict(block.named_parameters())) == ["spatial.weight", "pointwise.weight"]
+
+
+@pytest.mark.parametrize("name", ["lcresnet-20-16x1", "lcresnet-20-16x2"])
+def test_lcresnet_real_forward_and_default_init(name: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    gray = create_model(name, in_channels=1)
+    out = gray(torch.randn(2, 1, 28, 28, generator=g))  # MNIST size: 28 -> 14 -> 7
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+    model = create_model(name)
+    out = model(torch.randn(2, 3, 32, 32, generator=g))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+    # PyTorch's default init, as the paper uses (Eq. 3): U[-1/sqrt(fan_in), 1/sqrt(fan_in)] for
+    # the spatial conv (fan_in = c_in k^2) and for the pointwise conv (fan_in = W_out E).
+    for _, block in lc_layers(model):
+        pointwise_fan_in = block.out_channels * block.expansion
+        for weight, fan_in in ((block.spatial.weight, block.fan_in), (block.pointwise.weight, pointwise_fan_in)):
+            bound = fan_in**-0.5
+            assert 0.8 * bound < weight.abs().max() <= bound
+
+
+def test_lcresnet_config_variants_and_errors() -> None:
+    model = create_model("lcresnet-20-16x1", depth=32, width=8, expansion=3, kernel_size=7, device="meta")
+    assert len(model.blocks) == 15
+    assert all(b.conv1.spatial.padding == (3, 3) for b in model.blocks)
+    assert model(torch.empty(2, 3, 32, 32, device="meta")).shape == (2, 10)
+    # Strides: 32 -> 16 -> 8, like resnet20.
+    assert [b.conv1.stride for b in model.blocks] == [1] * 5 + [2] + [1] * 4 + [2] + [1] * 4
+    with pytest.raises(ModelError, match="kernel_size must be odd"):
+        create_model("lcresnet-20-16x1", kernel_size=4, device="meta")
+    with pytest.raises(ModelError, match="expansion must be a positive int"):
+        create_model("lcresnet-20-16x1", expansion=0, device="meta")
+    with pytest.raises(ModelError, match="depth must be 6D"):
+        create_model("lcresnet-20-16x1", depth=21, device="meta")
+    with pytest.raises(ModelError, match="unknown config key"):
+        create_model("lcresnet-20-16x1", shortcut="lc", device="meta")

@@ -21,6 +21,7 @@ from fzpack.models.registry import (
 from fzpack.models import lenet  # noqa: E402,F401  (import for its side effect)
 from fzpack.models import vgg  # noqa: E402,F401
 from fzpack.models import resnet  # noqa: E402,F401
+from fzpack.models import lcresnet  # noqa: E402,F401
 
 __all__ = [
     "ModelError",

@@ -4,9 +4,14 @@ Both use the post-activation basic block of He et al.: conv3x3(stride s)-BN-ReLU
 plus a shortcut, then ReLU. The shortcut is a 1 x 1 convolution (stride s, no bias) followed
 by BatchNorm when the block changes the resolution or the width, the identity otherwise. No
 convolution has a bias; the only bias is the final Linear layer's. Both networks return logits.
+
+The spatial convolutions are built by a `ConvFactory` (``conv3x3`` here), so a family that only
+swaps the convolution, such as ``lcresnet.py``'s LC-blocks, reuses these blocks and networks.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +19,37 @@ from torch import nn
 
 from fzpack.models.registry import register_model
 
-__all__ = ["BasicBlock", "TinyImageNetResNet", "CifarResNet", "resnet34_tiny", "resnet20"]
+__all__ = [
+    "ConvFactory",
+    "conv3x3",
+    "BasicBlock",
+    "TinyImageNetResNet",
+    "CifarResNet",
+    "resnet34_tiny",
+    "resnet20",
+]
+
+# ``conv(f_in, f_out, stride)`` -> a module mapping f_in to f_out channels with that stride and
+# "same" padding: the spatial convolutions of the stem and of every basic block.
+ConvFactory = Callable[[int, int, int], nn.Module]
+
+
+def conv3x3(f_in: int, f_out: int, stride: int = 1) -> nn.Conv2d:
+    """A 3 x 3 convolution with padding 1 and no bias (BatchNorm follows it): the default `ConvFactory`.
+
+    Args:
+        f_in: input channels.
+        f_out: output channels.
+        stride: 1, or 2 to halve the resolution.
+
+    Returns:
+        ``nn.Conv2d(f_in, f_out, 3, stride, padding=1, bias=False)``.
+
+    Example:
+        >>> conv3x3(16, 32, 2).weight.shape
+        torch.Size([32, 16, 3, 3])
+    """
+    return nn.Conv2d(f_in, f_out, kernel_size=3, stride=stride, padding=1, bias=False)
 
 
 class BasicBlock(nn.Module):
@@ -23,13 +58,22 @@ class BasicBlock(nn.Module):
     The projection (``<shortcut_name>.0`` 1 x 1 conv, ``<shortcut_name>.1`` BatchNorm2d) exists
     only when ``stride != 1`` or ``f_in != f_out``; otherwise the shortcut is the identity and
     has no state. ``shortcut_name`` is ``"downsample"`` (torchvision) or ``"shortcut"`` (open_lth).
+    ``conv1`` and ``conv2`` come from ``conv`` (3 x 3 convolutions by default); the projection is
+    always a plain 1 x 1 convolution, since it is pointwise, not spatial.
     """
 
-    def __init__(self, f_in: int, f_out: int, stride: int = 1, shortcut_name: str = "downsample") -> None:
+    def __init__(
+        self,
+        f_in: int,
+        f_out: int,
+        stride: int = 1,
+        shortcut_name: str = "downsample",
+        conv: ConvFactory = conv3x3,
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(f_in, f_out, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.conv1 = conv(f_in, f_out, stride)
         self.bn1 = nn.BatchNorm2d(f_out)
-        self.conv2 = nn.Conv2d(f_out, f_out, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv2 = conv(f_out, f_out, 1)
         self.bn2 = nn.BatchNorm2d(f_out)
         if stride != 1 or f_in != f_out:
             projection: nn.Module = nn.Sequential(
@@ -96,23 +140,31 @@ class CifarResNet(nn.Module):
     W, 2W, 4W channels (the first block of segments 2 and 3 has stride 2 and a 1 x 1 conv + BN
     shortcut), global average pooling and Linear(4W, num_classes). State dict names are
     open_lth's: ``conv``, ``bn``, ``blocks.{i}.{conv1,bn1,conv2,bn2}``, ``blocks.{i}.shortcut.{0,1}``
-    and ``fc``, with the 3D blocks numbered consecutively.
+    and ``fc``, with the 3D blocks numbered consecutively. ``conv`` builds the stem's and the
+    blocks' spatial convolutions (3 x 3 convolutions by default; LC-blocks in ``lcresnet.py``).
     """
 
-    def __init__(self, depth: int = 20, width: int = 16, num_classes: int = 10, in_channels: int = 3) -> None:
+    def __init__(
+        self,
+        depth: int = 20,
+        width: int = 16,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        conv: ConvFactory = conv3x3,
+    ) -> None:
         super().__init__()
         _check_positive(depth=depth, width=width, num_classes=num_classes, in_channels=in_channels)
         if depth < 8 or (depth - 2) % 6 != 0:
             raise ValueError(f"depth must be 6D + 2 with D >= 1, got {depth}")
         per_segment = (depth - 2) // 6
-        self.conv = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv = conv(in_channels, width, 1)
         self.bn = nn.BatchNorm2d(width)
         blocks = []
         f_in = width
         for segment, f_out in enumerate((width, 2 * width, 4 * width)):
             for j in range(per_segment):
                 stride = 2 if segment > 0 and j == 0 else 1
-                blocks.append(BasicBlock(f_in, f_out, stride, shortcut_name="shortcut"))
+                blocks.append(BasicBlock(f_in, f_out, stride, shortcut_name="shortcut", conv=conv))
                 f_in = f_out
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(4 * width, num_classes)
