@@ -8,7 +8,7 @@ description is formats/generator-v1.md.
 
 from fzpack.generator.constants import BANK, INIT, MASK
 from fzpack.generator.regen import generate, generate_numpy, get_num_threads, set_num_threads
-from fzpack.generator.mask import random_mask
+from fzpack.generator.mask import random_mask, random_mask_rows
 from fzpack.generator.philox import philox4x64, stream_key
 from fzpack.generator.schemes import SCHEMES, fans, init_spec, list_schemes
 from fzpack.generator.spec import DISTS, InitSpec
@@ -31,6 +31,7 @@ __all__ = [
     "list_schemes",
     "philox4x64",
     "random_mask",
+    "random_mask_rows",
     "set_num_threads",
     "stream_key",
 ]
