@@ -224,3 +224,14 @@ def test_polynomials_are_accurate() -> None:
     assert np.abs(cos_poly(z) - np.cos(x)).max() < 2**-51
     assert sin_poly(0.0, 0.0) == 0.0 and math.copysign(1.0, sin_poly(0.0, 0.0)) == 1.0
     assert cos_poly(0.0) == 1.0
+
+
+def test_spec_document_matches_code_and_vectors() -> None:
+    # the spec is normative: its constant table and section 12 rows must be the code's and generator.json's
+    spec = (Path(__file__).parents[1] / "formats/generator-v1.md").read_text(encoding="utf-8")
+    for name, (pattern, _) in K.DCT_BITS.items():
+        assert f"| {name} | `{pattern:016X}` |" in spec
+    for case in VECTORS["dct"]:
+        assert f"| {case['start']} | `{' '.join(case['values'])}` | `{case['sha256']}` |" in spec
+    for case in VECTORS["row_masks"]:
+        assert f"| {case['k']} | {case['indices']} |" in spec
