@@ -2,7 +2,8 @@
 
 A frozen tensor is stored as (InitSpec, seed, name). Its values come from Philox4x64-10 streams
 keyed by (seed, purpose, name) and float32 samplers that use only IEEE +, -, *, / and sqrt in a
-fixed order, so numpy on a CPU and torch on a GPU produce the same bits. The normative
+fixed order, so numpy on a CPU and torch on a GPU produce the same bits (dist "dct", the DCTpS
+matrix, is a function of the shape alone, computed the same way in binary64). The normative
 description is formats/generator-v1.md.
 """
 

@@ -88,10 +88,20 @@ def dct_layout(shape: Sequence[int]) -> DctLayout:
 
 
 def dct_constants(n: int) -> tuple[float, float, float]:
-    """(CN, SK0, SK1) of a DCT of size n >= 1: pi / (2n), sqrt(1 / n), sqrt(2 / n) in binary64.
+    """The per-tensor binary64 constants of spec 6.7.2, from correctly rounded IEEE operations.
 
-    Each is computed with correctly rounded IEEE operations (Python's float `/` and math.sqrt):
-    CN = PI64 / float64(2n), SK0 = sqrt(1.0 / float64(n)), SK1 = sqrt(2.0 / float64(n)).
+    Python's float `/` and math.sqrt are IEEE binary64 operations, identical on every platform, so
+    these host constants can be handed to any device (no division happens there).
+
+    Args:
+        n: the DCT size N, 1 <= n <= 2**30.
+
+    Returns:
+        (CN, SK0, SK1) = (PI64 / float64(2n), sqrt(1.0 / float64(n)), sqrt(2.0 / float64(n))).
+
+    Example:
+        >>> dct_constants(4)[1:]
+        (0.5, 0.7071067811865476)
     """
     nf = float(n)  # exact: n <= 2**30
     return K.PI64 / (2.0 * nf), math.sqrt(1.0 / nf), math.sqrt(2.0 / nf)
@@ -115,7 +125,19 @@ _TORCH = _Ops(
 
 
 def sin_poly(x: Any, z: Any) -> Any:
-    """sin(x) for binary64 x in [0, pi/4], z = x * x: spec 6.7's Horner order, one rounding per op."""
+    """sin(x) by spec 6.7.3's polynomial, one binary64 rounding per operation in the written order.
+
+    Args:
+        x: binary64 argument(s) in [0, pi/4]: a float, numpy array or torch float64 tensor.
+        z: x * x, already rounded.
+
+    Returns:
+        sin(x) (within a few binary64 ulps), of the same kind as x.
+
+    Example:
+        >>> sin_poly(0.0, 0.0)
+        0.0
+    """
     s1, s2, s3, s4, s5, s6 = K.DCT_SIN
     p = z * s6
     p = p + s5
@@ -133,7 +155,18 @@ def sin_poly(x: Any, z: Any) -> Any:
 
 
 def cos_poly(z: Any) -> Any:
-    """cos(x) for binary64 x in [0, pi/4] from z = x * x: spec 6.7's Horner order."""
+    """cos(x) by spec 6.7.3's polynomial, from z = x * x alone, in the written order.
+
+    Args:
+        z: x * x for binary64 x in [0, pi/4]: a float, numpy array or torch float64 tensor.
+
+    Returns:
+        cos(x) (within a few binary64 ulps), of the same kind as z.
+
+    Example:
+        >>> cos_poly(0.0)
+        1.0
+    """
     c1, c2, c3, c4, c5, c6 = K.DCT_COS
     q = z * c6
     q = q + c5

@@ -76,10 +76,21 @@ def random_mask(
 
 
 def row_counts(rows: int, k: int) -> list[int]:
-    """k_r = k // rows + (1 if r < k % rows else 0): k spread as evenly as possible, extras first.
+    """Entries per row of `random_mask_rows`: k spread as evenly as possible, extras to the first rows.
 
-    With 0 <= k <= rows * m, k_r <= m: if k // rows = m then k = rows * m, k % rows = 0 and
-    k_r = m; otherwise k // rows <= m - 1 and k_r <= m.
+    With 0 <= k <= rows * m (m = row length), k_r <= m: if k // rows = m then k = rows * m,
+    k % rows = 0 and k_r = m; otherwise k // rows <= m - 1 and k_r <= m.
+
+    Args:
+        rows: number of rows R >= 1.
+        k: total entries, k >= 0.
+
+    Returns:
+        [k_0, ..., k_{R-1}] with k_r = k // R + (1 if r < k % R else 0).
+
+    Example:
+        >>> row_counts(4, 10)
+        [3, 3, 2, 2]
     """
     q, extra = divmod(k, rows)
     return [q + (1 if r < extra else 0) for r in range(rows)]

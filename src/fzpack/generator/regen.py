@@ -313,7 +313,7 @@ def generate(
         spec: the tensor's InitSpec.
         seed: user seed in [0, 2**32).
         name: the tensor's state_dict key (names its INIT stream).
-        shape: the tensor's shape (values fill it in row-major order).
+        shape: the tensor's shape (values fill it in row-major order; dist "dct" is a function of it).
         dtype: output dtype; values are generated in float32, then cast.
         device: output device.
         banks: bank name -> bank length, needed for dist "bank".
