@@ -28,6 +28,7 @@ import torch
 
 from fzpack.errors import FzpackError
 from fzpack.generator import constants as K
+from fzpack.generator.schemes import check_shape
 
 #: Elements per chunk: bounds the ~20 int64/float64 temporaries (numpy: 0.5 MB each, L2-sized;
 #: torch: 8 MB each).
@@ -75,11 +76,9 @@ def dct_layout(shape: Sequence[int]) -> DctLayout:
         >>> dct_layout((8, 3, 3, 3))
         DctLayout(out=8, c_in=3, spatial=9, n=27)
     """
-    dims = tuple(int(d) for d in shape)
+    dims = check_shape(shape)
     if len(dims) < 2:
         raise FzpackError(f"dct needs a weight of at least 2 dimensions, got shape {dims}")
-    if any(d < 0 for d in dims):
-        raise FzpackError(f"shape must not have negative dimensions, got {dims}")
     spatial = math.prod(dims[2:])
     n = max(dims[0], dims[1] * spatial)
     if n > K.DCT_MAX_N:
