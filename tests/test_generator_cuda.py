@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fzpack.generator import InitSpec, generate, philox4x64, random_mask
+from fzpack.generator import InitSpec, generate, philox4x64, random_mask, random_mask_rows
 
 pytestmark = [
     pytest.mark.cuda,
@@ -44,3 +44,24 @@ def test_every_dist_bit_exact_on_cuda(spec: InitSpec, shape) -> None:
 def test_mask_on_cuda() -> None:
     m = random_mask(3, "w", (100, 100), 250, device="cuda")
     assert m.device.type == "cuda" and torch.equal(m.cpu(), random_mask(3, "w", (100, 100), 250))
+
+
+@pytest.mark.parametrize("shape", [(10, 12), (12, 10), (20, 16, 5, 5), (512, 512, 3, 3), (1000, 784), (3, 4096)])
+def test_dct_bit_exact_on_cuda(shape) -> None:
+    # binary64 +, -, * on the GPU (one kernel per op, no scalar division): the CPU's bits
+    spec = InitSpec("dct")
+    cpu = generate(spec, 0, "w", shape)
+    gpu = generate(spec, 0, "w", shape, device="cuda")
+    assert gpu.device.type == "cuda"
+    assert torch.equal(cpu.view(torch.int32), gpu.cpu().view(torch.int32))
+    half = generate(spec, 0, "w", shape, device="cuda", dtype=torch.float16)
+    assert torch.equal(half.cpu(), cpu.to(torch.float16))
+
+
+@pytest.mark.parametrize("shape, k", [((100, 100), 250), ((512, 256, 3, 3), 20000), ((64,), 7), ((9, 0), 0)])
+def test_mask_rows_on_cuda(shape, k) -> None:
+    gpu = random_mask_rows(3, "w", shape, k, device="cuda")  # torch backend: sort on the GPU
+    assert gpu.device.type == "cuda"
+    assert torch.equal(gpu.cpu(), random_mask_rows(3, "w", shape, k))
+    via_numpy = random_mask_rows(3, "w", shape, k, device="cuda", backend="numpy")
+    assert torch.equal(via_numpy.cpu(), gpu.cpu())

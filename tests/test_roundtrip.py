@@ -188,3 +188,15 @@ def test_scaled_frozen_tensor_freezenet_wd():
     res, back = roundtrip(ck)
     assert res.header.tensors[0].n_exceptions == 0 and not res.header.tensors[0].flags & FLAG_DENSE
     assert back["fzpack"]["tensors"]["w"]["init"]["scale"] == scale
+
+
+def test_dist_without_a_container_id_is_a_clean_error():
+    # generator dist 'dct' (spec 6.7) is valid in a checkpoint but has no .fzp v1 dist id yet
+    spec = fzpack.InitSpec("dct")
+    w = generate(spec, 0, "w", (6, 4))
+    mask = torch.zeros(6, 4, dtype=torch.bool)
+    mask[0, 0] = True
+    ck = {"state_dict": {"w": w}, "fzpack": {"convention": 1, "seed": 0, "tensors": {
+        "w": {"init": {**spec.to_dict(), "scheme": "dct"}, "mask": mask}}}}
+    with pytest.raises(fzpack.CheckpointError, match="no id in the .fzp format"):
+        pack(ck)

@@ -4,9 +4,12 @@
  *   cc -std=c99 -O2 -ffp-contract=off -o gen generator_v1_ref.c
  *   ./gen K0HEX K1HEX DIST P0 P1 START COUNT       DIST: normal | uniform | pm
  *   ./gen K0HEX K1HEX bank SCALE LENGTH OFFSET START COUNT   (K0/K1 = the BANK stream's key)
+ *   ./gen dct START COUNT D0 D1 [D2 ...]                     (the weight's shape; no stream)
+ *   ./gen K0HEX K1HEX mask_rows K D0 [D1 ...]                 (K0/K1 = the MASK stream's key)
  *
- * Prints COUNT float32 bit patterns (hex), one per line. P0/P1 are read as float32 (strtof).
- * Needs IEEE binary32 arithmetic with round-to-nearest-even and no FMA contraction.
+ * Prints COUNT float32 bit patterns (hex), one per line; mask_rows prints the chosen flat indices
+ * (decimal, ascending). P0/P1 are read as float32 (strtof).
+ * Needs IEEE binary32 and binary64 arithmetic with round-to-nearest-even and no FMA contraction.
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -111,7 +114,103 @@ static float normal(uint64_t k0, uint64_t k1, uint64_t i, float mean, float std)
     return v;
 }
 
+/* dist dct (section 6.7): binary64 throughout, one rounding to float32 at the end */
+static double f64(uint64_t b) { double d; memcpy(&d, &b, 8); return d; }
+
+static float dct(uint64_t out, uint64_t c_in, uint64_t spatial, uint64_t i) {
+    uint64_t patch = c_in * spatial, big_n = out > patch ? out : patch;
+    uint64_t k = i / patch, rem = i % patch, c = rem / spatial, s = rem % spatial;
+    uint64_t n = s * c_in + c;
+    uint64_t m = ((2 * n + 1) * k) % (4 * big_n);
+    if (m > 2 * big_n) m = 4 * big_n - m;
+    int neg = 0;
+    if (m > big_n) { m = 2 * big_n - m; neg = 1; }
+    int use_sin = 2 * m > big_n;
+    uint64_t j = use_sin ? big_n - m : m;
+    double cn = f64(0x400921FB54442D18u) / (double)(2 * big_n);
+    double x = (double)j * cn, z = x * x, y;
+    if (use_sin) {
+        double p = z * f64(0x3DE5D93A5ACFD57Cu);
+        p = p + f64(0xBE5AE5E68A2B9CEBu);
+        p = p * z;
+        p = p + f64(0x3EC71DE357B1FE7Du);
+        p = p * z;
+        p = p + f64(0xBF2A01A019C161D5u);
+        p = p * z;
+        p = p + f64(0x3F8111111110F8A6u);
+        p = p * z;
+        p = p + f64(0xBFC5555555555549u);
+        p = p * z;
+        p = p * x;
+        y = x + p;
+    } else {
+        double q = z * f64(0xBDA8FAE9BE8838D4u);
+        q = q + f64(0x3E21EE9EBDB4B1C4u);
+        q = q * z;
+        q = q + f64(0xBE927E4F809C52ADu);
+        q = q * z;
+        q = q + f64(0x3EFA01A019CB1590u);
+        q = q * z;
+        q = q + f64(0xBF56C16C16C15177u);
+        q = q * z;
+        q = q + f64(0x3FA555555555554Cu);
+        q = q * z;
+        q = q + -0.5;
+        q = q * z;
+        y = q + 1.0;
+    }
+    double sk = (k == 0) ? sqrt(1.0 / (double)big_n) : sqrt(2.0 / (double)big_n);
+    double t = sk * y;
+    if (neg) t = -t;
+    return (float)t;
+}
+
+static int dct_main(int argc, char **argv) {
+    if (argc < 6) return 2;
+    uint64_t start = strtoull(argv[2], NULL, 10), count = strtoull(argv[3], NULL, 10);
+    uint64_t out = strtoull(argv[4], NULL, 10), c_in = strtoull(argv[5], NULL, 10), spatial = 1;
+    for (int a = 6; a < argc; a++) spatial *= strtoull(argv[a], NULL, 10);
+    for (uint64_t i = start; i < start + count; i++) printf("%08" PRIx32 "\n", bits(dct(out, c_in, spatial, i)));
+    return 0;
+}
+
+/* random_mask_rows (section 8.1): per row, the k_r positions with the smallest (r[i], i) */
+typedef struct { uint64_t key, index; } slot_t;
+
+static int slot_cmp(const void *a, const void *b) {
+    const slot_t *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+static int mask_rows_main(int argc, char **argv) {
+    uint64_t k0 = strtoull(argv[1], NULL, 16), k1 = strtoull(argv[2], NULL, 16);
+    uint64_t k = strtoull(argv[4], NULL, 10), numel = 1;
+    for (int a = 5; a < argc; a++) numel *= strtoull(argv[a], NULL, 10);
+    uint64_t rows = (argc - 5 >= 2) ? strtoull(argv[5], NULL, 10) : 1;
+    if (numel == 0 || rows == 0) return 0;
+    uint64_t width = numel / rows;
+    slot_t *row = malloc(width * sizeof *row);
+    unsigned char *chosen = calloc(numel, 1);
+    if (!row || !chosen) return 3;
+    for (uint64_t r = 0; r < rows; r++) {
+        uint64_t k_r = k / rows + (r < k % rows ? 1 : 0);
+        for (uint64_t t = 0; t < width; t++) {
+            row[t].index = r * width + t;
+            row[t].key = r64(k0, k1, row[t].index);
+        }
+        qsort(row, width, sizeof *row, slot_cmp);
+        for (uint64_t t = 0; t < k_r; t++) chosen[row[t].index] = 1;
+    }
+    for (uint64_t i = 0; i < numel; i++) if (chosen[i]) printf("%" PRIu64 "\n", i);
+    free(row);
+    free(chosen);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "dct") == 0) return dct_main(argc, argv);
+    if (argc >= 5 && strcmp(argv[3], "mask_rows") == 0) return mask_rows_main(argc, argv);
     if (argc < 8) { fprintf(stderr, "usage: see the header comment\n"); return 2; }
     uint64_t k0 = strtoull(argv[1], NULL, 16), k1 = strtoull(argv[2], NULL, 16);
     const char *dist = argv[3];

@@ -12,14 +12,16 @@ path before it is written. Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fzpack.generator import InitSpec, generate_numpy, random_mask, stream_key
+from fzpack.generator import InitSpec, generate_numpy, random_mask, random_mask_rows, stream_key
 from fzpack.generator import reference as ref
 from fzpack.generator.constants import BANK, INIT, MASK, PURPOSES
 from fzpack.generator.regen import _generate_torch
@@ -66,6 +68,19 @@ VALUE_CASES: list[tuple[int, str, InitSpec, int, dict[str, int] | None]] = [
 # (seed, name, n, k)
 MASK_CASES = [(0, "fc.weight", 64, 5), (1, "conv1.weight", 100, 37), (2, "empty", 10, 0), (3, "full", 7, 7)]
 
+# dist "dct" (no stream): (shape, start). Starts straddle row 0 (constant 1/sqrt(N)) and row 1;
+# (6, 6) element 13 is k = 2, n = 1: m = 6 = N, an exact zero.
+DCT_CASES = [((10, 12), 6), ((12, 10), 8), ((8, 3, 3, 3), 25), ((20, 16, 5, 5), 4321), ((6, 6), 8)]
+
+# random_mask_rows: (seed, name, shape, k). The 1-D case equals random_mask's first vector.
+ROW_MASK_CASES = [
+    (0, "conv1.weight", (4, 3, 2, 2), 10),
+    (5, "fc.weight", (6, 10), 4),
+    (3, "features.0.weight", (8, 3, 3, 3), 20),
+    (0, "fc.weight", (64,), 5),
+    (2, "full", (3, 4), 12),
+]
+
 
 def hex32(values: np.ndarray) -> list[str]:
     return [f"{int(b):08x}" for b in np.asarray(values, dtype=np.float32).view(np.uint32)]
@@ -101,6 +116,23 @@ def make() -> dict:
         got = np.flatnonzero(random_mask(seed, name, (n,), k).numpy()).tolist()
         assert got == expected, (name, n, k)
         masks.append({"seed": seed, "name": name, "n": n, "k": k, "indices": expected})
+    dct = []
+    for shape, start in DCT_CASES:
+        numel = math.prod(shape)
+        expected = ref.dct_values(shape, 0, numel)
+        fast = generate_numpy(InitSpec("dct"), 0, "", 0, numel, shape=shape)
+        t = _generate_torch(InitSpec("dct"), 0, "", numel, torch.device("cpu"), None, shape).numpy()
+        assert np.array_equal(expected.view(np.uint32), fast.view(np.uint32)), shape
+        assert np.array_equal(expected.view(np.uint32), t.view(np.uint32)), shape
+        dct.append({"shape": list(shape), "start": start, "values": hex32(expected[start : start + N_VALUES]),
+                    "sha256": hashlib.sha256(expected.astype("<f4").tobytes()).hexdigest()})
+    row_masks = []
+    for seed, name, shape, k in ROW_MASK_CASES:
+        expected = ref.mask_rows_indices(seed, name, shape, k)
+        for backend in ("numpy", "torch"):
+            got = np.flatnonzero(random_mask_rows(seed, name, shape, k, backend=backend).numpy()).tolist()
+            assert got == expected, (name, shape, k, backend)
+        row_masks.append({"seed": seed, "name": name, "shape": list(shape), "k": k, "indices": expected})
     return {
         "format": "fzpack generator test vectors",
         "generator_version": 1,
@@ -108,6 +140,8 @@ def make() -> dict:
         "streams": keys,
         "values": values,
         "masks": masks,
+        "dct": dct,
+        "row_masks": row_masks,
     }
 
 
@@ -129,6 +163,17 @@ def markdown(data: dict) -> str:
     lines += ["", "| seed | name | n | k | chosen indices |", "| ---: | --- | ---: | ---: | --- |"]
     for m in data["masks"]:
         lines.append(f"| {m['seed']} | `{m['name']}` | {m['n']} | {m['k']} | {m['indices']} |")
+    lines += ["", "| shape | N | start | 8 values from start (float32 bits, hex) | SHA-256 of the whole tensor (float32 LE) |",
+              "| --- | ---: | ---: | --- | --- |"]
+    for d in data["dct"]:
+        shape = d["shape"]
+        big_n = max(shape[0], math.prod(shape[1:]))
+        lines.append(f"| ({', '.join(map(str, shape))}) | {big_n} | {d['start']} | `{' '.join(d['values'])}` | "
+                     f"`{d['sha256']}` |")
+    lines += ["", "| seed | name | shape | k | chosen flat indices |", "| ---: | --- | --- | ---: | --- |"]
+    for m in data["row_masks"]:
+        lines.append(f"| {m['seed']} | `{m['name']}` | ({', '.join(map(str, m['shape']))}{',' if len(m['shape']) == 1 else ''}) | "
+                     f"{m['k']} | {m['indices']} |")
     return "\n".join(lines)
 
 

@@ -132,7 +132,7 @@ class _Packer:
         exc_pos = torch.nonzero(differs.reshape(-1)).reshape(-1)
         n_exc = int(exc_pos.numel())
         spec = ft.spec
-        init = InitEntry(dist=spec.dist, params=_params(spec), bank=self.bank_index.get(spec.bank, 0),
+        init = InitEntry(dist=spec.dist, params=_params(spec, name), bank=self.bank_index.get(spec.bank, 0),
                          offset=spec.offset, scheme=self._scheme(ft.scheme), scale=ft.scale)
         e = TensorEntry(name=name, dtype=t.dtype, shape=shape, kind=FROZEN, init=init, k=k,
                         flags=FLAG_SCALED if ft.scale is not None else 0)
@@ -257,8 +257,12 @@ def _canonical(tensors: Mapping, info: FrozenInfo) -> bool:
     return True
 
 
-def _params(spec: Any) -> tuple[float, ...]:
-    return {"zeros": (), "normal": (spec.p0, spec.p1), "uniform": (spec.p0, spec.p1), "pm": (spec.p0,), "bank": (spec.p0,)}[spec.dist]
+def _params(spec: Any, name: str) -> tuple[float, ...]:
+    params = {"zeros": (), "normal": (spec.p0, spec.p1), "uniform": (spec.p0, spec.p1), "pm": (spec.p0,),
+              "bank": (spec.p0,)}.get(spec.dist)
+    if params is None:  # a generator dist (e.g. dct, generator spec 6.7) that .fzp v1 has no id for yet
+        raise CheckpointError(f"tensor {name!r}: dist {spec.dist!r} has no id in the .fzp format v1; cannot pack it")
+    return params
 
 
 def _check_supported(t: torch.Tensor, where: str) -> None:

@@ -80,3 +80,42 @@ LOG_MANT_MASK = 0x007FFFFF
 #: Octant geometry of the 24-bit angle integer k2: octant = k2 >> 21, position = k2 & (2**21 - 1).
 OCTANT_SHIFT = 21
 OCTANT_SIZE = 1 << OCTANT_SHIFT
+
+
+def f64_from_bits(bits: int) -> float:
+    """The float64 whose IEEE-754 bit pattern is `bits` (a Python float is a binary64)."""
+    return struct.unpack("<d", struct.pack("<Q", bits))[0]
+
+
+def f64_bits(value: float) -> int:
+    """The IEEE-754 binary64 bit pattern of `value`."""
+    return struct.unpack("<Q", struct.pack("<d", value))[0]
+
+
+# dist "dct" (spec section 6.7) works in binary64: name -> (bit pattern, what it is). PI64 is the
+# double nearest pi; S1..S6 and C1..C6 are the minimax coefficients of fdlibm's __kernel_sin and
+# __kernel_cos (|error| < 2**-58 on [-pi/4, pi/4]). The bit patterns, not the decimals, are normative.
+DCT_BITS: dict[str, tuple[int, str]] = {
+    "PI64": (0x400921FB54442D18, "pi"),
+    # sin(x) = x + x*z*(S1 + z*(S2 + ... + z*S6)), z = x*x
+    "DS1": (0xBFC5555555555549, "~-1/3!"),
+    "DS2": (0x3F8111111110F8A6, "~1/5!"),
+    "DS3": (0xBF2A01A019C161D5, "~-1/7!"),
+    "DS4": (0x3EC71DE357B1FE7D, "~1/9!"),
+    "DS5": (0xBE5AE5E68A2B9CEB, "~-1/11!"),
+    "DS6": (0x3DE5D93A5ACFD57C, "~1/13!"),
+    # cos(x) = 1 + z*(-1/2 + z*(C1 + z*(C2 + ... + z*C6)))
+    "DC1": (0x3FA555555555554C, "~1/4!"),
+    "DC2": (0xBF56C16C16C15177, "~-1/6!"),
+    "DC3": (0x3EFA01A019CB1590, "~1/8!"),
+    "DC4": (0xBE927E4F809C52AD, "~-1/10!"),
+    "DC5": (0x3E21EE9EBDB4B1C4, "~1/12!"),
+    "DC6": (0xBDA8FAE9BE8838D4, "~-1/14!"),
+}
+
+D = {name: f64_from_bits(bits) for name, (bits, _) in DCT_BITS.items()}
+PI64 = D["PI64"]
+DCT_SIN = tuple(D[f"DS{i}"] for i in range(1, 7))
+DCT_COS = tuple(D[f"DC{i}"] for i in range(1, 7))
+#: Largest DCT size N = max(out, patch_dim): (2n+1)*k < 2 N**2 <= 2**61 stays exact in int64.
+DCT_MAX_N = 1 << 30

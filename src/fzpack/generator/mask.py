@@ -1,9 +1,11 @@
-"""random_mask: exactly k positions drawn uniformly from the stream (seed, MASK, name).
+"""random_mask and random_mask_rows: k positions drawn uniformly from the stream (seed, MASK, name).
 
 Element i gets the 64-bit key r[i] (the i-th uint64 Philox output: block i // 4, lane i % 4).
-The chosen positions are the k smallest keys, ties broken by lower index, i.e. the first k of
-the indices sorted by (r[i], i). Because the keys are i.i.d. uniform this is a uniformly random
+random_mask chooses the k smallest keys, ties broken by lower index, i.e. the first k of the
+indices sorted by (r[i], i). Because the keys are i.i.d. uniform this is a uniformly random
 k-subset (up to the negligible bias of ties), and it is a pure function of (seed, name, n, k).
+random_mask_rows (spec 8.1, DCTpS "equal per filter") applies the same rule within each row
+(view axis 0) to that row's share of k, using the same keys.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from fzpack.errors import FzpackError
 from fzpack.generator.constants import MASK
 from fzpack.generator.philox import check_int, philox_numpy, stream_key
 from fzpack.generator.schemes import check_shape
+from fzpack.generator.torch_philox import philox_torch
+
+#: XOR with the sign bit maps unsigned 64-bit order onto torch's signed int64 order.
+_SIGN64 = -(1 << 63)
 
 
 def select_smallest(keys: np.ndarray, k: int) -> np.ndarray:
@@ -65,5 +71,93 @@ def random_mask(
     chosen = select_smallest(keys, k)
     try:
         return torch.from_numpy(chosen).reshape(dims).to(device)
+    except (RuntimeError, AssertionError, TypeError) as exc:  # unknown or unavailable device
+        raise FzpackError(f"cannot place mask {name!r} on device {device!r}: {exc}") from None
+
+
+def row_counts(rows: int, k: int) -> list[int]:
+    """Entries per row of `random_mask_rows`: k spread as evenly as possible, extras to the first rows.
+
+    With 0 <= k <= rows * m (m = row length), k_r <= m: if k // rows = m then k = rows * m,
+    k % rows = 0 and k_r = m; otherwise k // rows <= m - 1 and k_r <= m.
+
+    Args:
+        rows: number of rows R >= 1.
+        k: total entries, k >= 0.
+
+    Returns:
+        [k_0, ..., k_{R-1}] with k_r = k // R + (1 if r < k % R else 0).
+
+    Example:
+        >>> row_counts(4, 10)
+        [3, 3, 2, 2]
+    """
+    q, extra = divmod(k, rows)
+    return [q + (1 if r < extra else 0) for r in range(rows)]
+
+
+def random_mask_rows(
+    seed: int,
+    name: str,
+    shape: Sequence[int] | torch.Size,
+    k: int,
+    *,
+    device: str | torch.device = "cpu",
+    backend: str | None = None,
+) -> torch.Tensor:
+    """A boolean tensor with k True entries spread equally over the rows (shape[0]), random within each.
+
+    Row r (flat positions r*m ... r*m + m - 1, m = numel / shape[0]) gets k // R + (1 if r < k % R)
+    entries, R = shape[0]: the positions with the smallest keys r[i] of the stream (seed, MASK, name)
+    within the row, ties to the lower index (spec 8.1; DCTpS "equal per filter"). The keys are those
+    of `random_mask`, so for shapes of 0 or 1 dimensions (one row) the two are equal.
+
+    Args:
+        seed: user seed in [0, 2**32).
+        name: names the MASK stream (e.g. the weight's state_dict key).
+        shape: mask shape; rows are indexed by the first dimension.
+        k: number of True entries, 0 <= k <= prod(shape).
+        device: output device.
+        backend: None (numpy on a CPU device, torch elsewhere), "numpy" (select on the CPU, then
+            move) or "torch" (torch integer ops and a stable sort on `device`); all give the same bits.
+
+    Returns:
+        torch.bool tensor of `shape`.
+
+    Example:
+        >>> random_mask_rows(0, "conv.weight", (4, 3, 3, 3), 10).reshape(4, -1).sum(1).tolist()
+        [3, 3, 2, 2]
+    """
+    dims = check_shape(shape)
+    n = math.prod(dims)
+    k = check_int(k, f"k for shape {dims}", 0, n)
+    key = stream_key(seed, MASK, name)
+    rows = dims[0] if len(dims) >= 2 else 1
+    width = n // rows if rows else 0
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise FzpackError(f"cannot place mask {name!r} on device {device!r}") from None
+    if backend is None:
+        backend = "numpy" if dev.type == "cpu" else "torch"
+    if backend not in ("numpy", "torch"):
+        raise FzpackError(f"unknown mask backend {backend!r}; use 'numpy' or 'torch'")
+    try:
+        if n == 0:
+            return torch.zeros(dims, dtype=torch.bool, device=dev)
+        counts = row_counts(rows, k)
+        if backend == "numpy":
+            keys = philox_numpy(key, 0, -(-n // 4))[:n].reshape(rows, width)
+            order = np.argsort(keys, axis=1, kind="stable")  # stable: equal keys keep index order
+            take = np.arange(width)[None, :] < np.array(counts)[:, None]  # rank j < k_r
+            chosen = np.zeros((rows, width), dtype=bool)
+            np.put_along_axis(chosen, order, take, axis=1)
+            return torch.from_numpy(chosen).reshape(dims).to(dev)
+        keys = (philox_torch(key, 0, -(-n // 4), device=dev)[:n] ^ _SIGN64).reshape(rows, width)
+        order = torch.sort(keys, dim=1, stable=True).indices
+        ranks = torch.arange(width, device=dev)[None, :]
+        take = ranks < torch.tensor(counts, dtype=torch.int64, device=dev)[:, None]
+        chosen_t = torch.zeros((rows, width), dtype=torch.bool, device=dev).scatter_(1, order, take)
+        return chosen_t.reshape(dims)
     except (RuntimeError, AssertionError, TypeError) as exc:  # unknown or unavailable device
         raise FzpackError(f"cannot place mask {name!r} on device {device!r}: {exc}") from None

@@ -8,7 +8,8 @@ float32 operands, float64 then one rounding equals the correctly rounded float32
 
 from __future__ import annotations
 
-from typing import Mapping
+import math
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -143,11 +144,72 @@ def normal_pairs(r: np.ndarray, mean: float, std: float) -> np.ndarray:
     return out
 
 
+def dct_value(shape: Sequence[int], i: int) -> float:
+    """Spec 6.7: element i of the dct tensor of `shape`, in Python ints and binary64 floats.
+
+    Python's int arithmetic is exact and each float `+`, `-`, `*` is one IEEE binary64 operation
+    (CPython never fuses two of them), so this is the spec's sequence literally.
+    """
+    out, c_in = shape[0], shape[1]
+    spatial = 1
+    for d in shape[2:]:
+        spatial *= d
+    patch = c_in * spatial
+    big_n = max(out, patch)
+    k, rem = divmod(i, patch)
+    c, s = divmod(rem, spatial)
+    n = s * c_in + c
+    m = ((2 * n + 1) * k) % (4 * big_n)
+    if m > 2 * big_n:
+        m = 4 * big_n - m
+    neg = False
+    if m > big_n:
+        m = 2 * big_n - m
+        neg = True
+    use_sin = 2 * m > big_n
+    j = big_n - m if use_sin else m
+    cn = K.PI64 / float(2 * big_n)
+    x = float(j) * cn
+    z = x * x
+    if use_sin:
+        p = z * K.DCT_SIN[5]
+        for coef in reversed(K.DCT_SIN[:5]):  # S5, S4, S3, S2, S1
+            p = p + coef
+            p = p * z
+        p = p * x
+        y = x + p
+    else:
+        q = z * K.DCT_COS[5]
+        for coef in (*reversed(K.DCT_COS[:5]), -0.5):  # C5, ..., C1, -1/2
+            q = q + coef
+            q = q * z
+        y = q + 1.0
+    sk = math.sqrt(1.0 / float(big_n)) if k == 0 else math.sqrt(2.0 / float(big_n))
+    t = sk * y
+    if neg:
+        t = -t
+    return float(np.float32(t))
+
+
+def dct_values(shape: Sequence[int], start: int, count: int) -> np.ndarray:
+    """Spec 6.7: elements [start, start + count) of the dct tensor of `shape`, as float32."""
+    return np.array([dct_value(shape, i) for i in range(start, start + count)], dtype=np.float32)
+
+
 def values(
-    spec: InitSpec, seed: int, name: str, start: int, count: int, banks: Mapping[str, int] | None = None
+    spec: InitSpec,
+    seed: int,
+    name: str,
+    start: int,
+    count: int,
+    banks: Mapping[str, int] | None = None,
+    shape: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Elements [start, start + count) of tensor `name` as float32, straight from the spec."""
     key = stream_key(seed, K.INIT, name)
+    if spec.dist == "dct":
+        assert shape is not None
+        return dct_values(shape, start, count)
     if spec.dist == "zeros":
         return np.zeros(count, dtype=np.float32)
     if spec.dist == "uniform":
@@ -167,6 +229,22 @@ def values(
 
 
 def mask_indices(seed: int, name: str, n: int, k: int) -> list[int]:
-    """Spec 7: the first k indices of range(n) sorted by (r[i], i)."""
+    """Spec 8: the first k indices of range(n) sorted by (r[i], i)."""
     r = raw64(stream_key(seed, K.MASK, name), 0, n)
     return sorted(sorted(range(n), key=lambda i: (int(r[i]), i))[:k])
+
+
+def mask_rows_indices(seed: int, name: str, shape: Sequence[int], k: int) -> list[int]:
+    """Spec 8.1: per row r, the first k_r flat indices of the row sorted by (r[i], i)."""
+    numel = math.prod(shape)
+    rows = shape[0] if len(shape) >= 2 else 1
+    if rows == 0:
+        return []
+    width = numel // rows
+    r = raw64(stream_key(seed, K.MASK, name), 0, numel)
+    chosen: list[int] = []
+    for row in range(rows):
+        k_row = k // rows + (1 if row < k % rows else 0)
+        positions = range(row * width, row * width + width)
+        chosen += sorted(positions, key=lambda i: (int(r[i]), i))[:k_row]
+    return sorted(chosen)

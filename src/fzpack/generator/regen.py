@@ -1,7 +1,8 @@
 """Regenerate a tensor (or any slice of it) from (InitSpec, seed, name): the public entry points.
 
 Element i of a flattened tensor depends only on (spec, seed, name, i), never on the tensor's
-length or on which slice is asked for: 8 consecutive elements come from one Philox block (uniform
+length or on which slice is asked for (dist "dct" is the exception: it reads no stream and its
+values depend on the tensor's shape instead, see dct.py): 8 consecutive elements come from one Philox block (uniform
 and pm use one 32-bit word each, normal one 64-bit word per pair), so a slice starts at block
 start // 8. The CPU path cuts the block range into cache-sized chunks (optionally spread over
 threads); each chunk restarts Philox at its own first block, which is exact because blocks are
@@ -23,6 +24,7 @@ import torch
 from fzpack.errors import FzpackError
 from fzpack.generator import kernels_numpy as kn
 from fzpack.generator.constants import BANK, INIT
+from fzpack.generator.dct import dct_numpy, dct_torch
 from fzpack.generator.philox import philox_numpy, stream_key
 from fzpack.generator.schemes import check_shape
 from fzpack.generator.spec import InitSpec
@@ -169,6 +171,17 @@ def _cyclic(fill: Callable[[int, int, Any], None], length: int, first: int, coun
         done += n
 
 
+def _check_slice_shape(spec: InitSpec, shape: Sequence[int] | torch.Size | None, start: int, count: int) -> None:
+    """A given shape must contain the slice; dist "dct" cannot do without one."""
+    if shape is None:
+        if spec.dist == "dct":
+            raise FzpackError("dist 'dct' depends on the tensor's shape: pass shape=")
+        return
+    numel = math.prod(_check_shape(shape))
+    if start + count > numel:
+        raise FzpackError(f"element range [{start}, {start + count}) is outside shape {tuple(shape)}")
+
+
 def generate_numpy(
     spec: InitSpec,
     seed: int,
@@ -176,6 +189,8 @@ def generate_numpy(
     start: int,
     count: int,
     banks: Mapping[str, int] | None = None,
+    *,
+    shape: Sequence[int] | torch.Size | None = None,
 ) -> np.ndarray:
     """Elements [start, start + count) of the flattened tensor `name`, on the CPU.
 
@@ -186,6 +201,8 @@ def generate_numpy(
         start: first element index of the slice.
         count: number of elements.
         banks: bank name -> bank length, needed for dist "bank".
+        shape: the full tensor's shape; required for dist "dct" (whose values depend on it),
+            optional otherwise (then only checked to contain the slice).
 
     Returns:
         float32 array of length `count`, equal to the same slice of the full tensor.
@@ -195,10 +212,15 @@ def generate_numpy(
         >>> full = generate_numpy(spec, 7, "fc.weight", 0, 100)
         >>> bool((generate_numpy(spec, 7, "fc.weight", 33, 10) == full[33:43]).all())
         True
+        >>> generate_numpy(InitSpec("dct"), 0, "fc.weight", 0, 2, shape=(4, 4)).tolist()
+        [0.5, 0.5]
     """
     spec = _check_spec(spec)
     start, count = _check_range(start, count)
+    _check_slice_shape(spec, shape, start, count)
     key = stream_key(seed, INIT, name)
+    if spec.dist == "dct":  # no stream: seed and name are only validated
+        return dct_numpy(_check_shape(shape), start, count)  # type: ignore[arg-type]
     try:
         out = np.empty(count, dtype=np.float32)
     except (ValueError, MemoryError):
@@ -244,10 +266,19 @@ def _torch_range(
 
 
 def _generate_torch(
-    spec: InitSpec, seed: int, name: str, count: int, device: torch.device, banks: Mapping[str, int] | None
+    spec: InitSpec,
+    seed: int,
+    name: str,
+    count: int,
+    device: torch.device,
+    banks: Mapping[str, int] | None,
+    shape: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    if spec.dist == "zeros":
+    if spec.dist in ("zeros", "dct"):
         stream_key(seed, INIT, name)  # same argument checks as every other dist
+        if spec.dist == "dct":
+            _check_slice_shape(spec, shape, 0, count)
+            return dct_torch(_check_shape(shape), 0, count, device)  # type: ignore[arg-type]
         return torch.zeros(count, dtype=torch.float32, device=device)
     if spec.dist != "bank":
         return _torch_range(spec, stream_key(seed, INIT, name), 0, count, device)
@@ -282,7 +313,7 @@ def generate(
         spec: the tensor's InitSpec.
         seed: user seed in [0, 2**32).
         name: the tensor's state_dict key (names its INIT stream).
-        shape: the tensor's shape (values fill it in row-major order).
+        shape: the tensor's shape (values fill it in row-major order; dist "dct" is a function of it).
         dtype: output dtype; values are generated in float32, then cast.
         device: output device.
         banks: bank name -> bank length, needed for dist "bank".
@@ -312,10 +343,10 @@ def generate(
         raise FzpackError(f"unknown generator backend {backend!r}; use 'numpy' or 'torch'")
     count = math.prod(dims)
     if backend == "numpy":
-        values = torch.from_numpy(generate_numpy(spec, seed, name, 0, count, banks))
+        values = torch.from_numpy(generate_numpy(spec, seed, name, 0, count, banks, shape=dims))
     try:
         if backend == "torch":
-            values = _generate_torch(spec, seed, name, count, dev, banks)
+            values = _generate_torch(spec, seed, name, count, dev, banks, dims)
         return values.reshape(dims).to(device=dev, dtype=dtype)
     except (RuntimeError, AssertionError) as exc:  # e.g. CUDA requested but not available
         raise FzpackError(f"cannot generate {name!r} on device {dev}: {exc}") from None

@@ -161,6 +161,14 @@ def bank(shape: Sequence[int], bank: str, scale: float | None = None, offset: in
     return InitSpec("bank", scale, 0.0, bank=bank, offset=offset)
 
 
+def dct(shape: Sequence[int]) -> InitSpec:
+    """The orthonormal DCT-II matrix of the weight's shape (DCTpS layers; no parameters, spec 6.7)."""
+    dims = check_shape(shape)
+    if len(dims) < 2:
+        raise FzpackError(f"dct needs a weight of at least 2 dimensions, got shape {dims}")
+    return InitSpec("dct")
+
+
 SCHEMES: Mapping[str, Callable[..., InitSpec]] = {
     "xavier_normal": xavier_normal,
     "xavier_uniform": xavier_uniform,
@@ -172,6 +180,7 @@ SCHEMES: Mapping[str, Callable[..., InitSpec]] = {
     "normal": normal,
     "zeros": zeros,
     "bank": bank,
+    "dct": dct,
 }
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from fzpack.errors import CheckpointError, FzpackError
 
-DISTS = ("normal", "uniform", "pm", "zeros", "bank")
+DISTS = ("normal", "uniform", "pm", "zeros", "bank", "dct")
 
 _FIELDS = ("dist", "p0", "p1", "bank", "offset")
 
@@ -35,7 +35,8 @@ class InitSpec:
 
     Args:
         dist: "normal" (p0 = mean, p1 = std), "uniform" (p0 = low, p1 = high),
-            "pm" (p0 = sigma), "zeros", or "bank" (p0 = scale, draws from bank `bank` at `offset`).
+            "pm" (p0 = sigma), "zeros", "bank" (p0 = scale, draws from bank `bank` at `offset`), or
+            "dct" (no parameters: the orthonormal DCT-II matrix of the weight's shape, spec 6.7).
         p0, p1: parameters, rounded to float32 on construction (the stored values are exact float32).
         bank: bank name, only for dist "bank".
         offset: start index into the bank, only for dist "bank".
@@ -91,8 +92,8 @@ class InitSpec:
             raise FzpackError(f"pm sigma must be >= 0, got {p0}")
         if d in ("pm", "bank") and p1 != 0.0:
             raise FzpackError(f"dist {d!r} takes one parameter; p1 must be 0, got {p1}")
-        if d == "zeros" and (p0 != 0.0 or p1 != 0.0):
-            raise FzpackError(f"dist 'zeros' takes no parameters, got p0={p0}, p1={p1}")
+        if d in ("zeros", "dct") and (p0 != 0.0 or p1 != 0.0):
+            raise FzpackError(f"dist {d!r} takes no parameters, got p0={p0}, p1={p1}")
 
     def to_dict(self) -> dict[str, str | int | float]:
         """Plain dict of str/int/float (safe for torch.load(weights_only=True)).
