@@ -90,8 +90,8 @@ def regen_rows(repeat: int) -> list[list]:
     shapes = [(n, tuple(p.shape)) for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
     total = sum(int(np.prod(s)) for _, s in shapes)
     rows = []
-    for dist, spec in (("normal (Xavier)", fzpack.InitSpec("normal", 0.0, 0.02)), ("uniform (Kaiming)", fzpack.InitSpec("uniform", -0.03, 0.03)),
-                       ("pm_sigma", fzpack.InitSpec("pm", 0.02))):
+    for dist, spec in (("normal (Xavier)", fzpack.generator.InitSpec("normal", 0.0, 0.02)), ("uniform (Kaiming)", fzpack.generator.InitSpec("uniform", -0.03, 0.03)),
+                       ("pm_sigma", fzpack.generator.InitSpec("pm", 0.02))):
         t = best_of(lambda: [generate(spec, 1, n, s) for n, s in shapes], repeat=repeat)
         rows.append([dist, total, t * 1e3, total / t / 1e6])
     return rows

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from common import ROOT, md_table, write_section
 from fzpack.checkpoint import FrozenTensor
 from fzpack.data.idx import load_idx_dataset, normalize
-from fzpack.freezenet import freeze_
+from fzpack.families.freezenet import select_frozen as freeze_
 from fzpack.generator import InitSpec
 from fzpack.layers import convert_
 from fzpack.models.registry import create_model

@@ -5,7 +5,7 @@
     python benchmarks/bench_speed.py --json     # also print every measured number as JSON
 
 Models: LeNet-5-Caffe (1x28x28 inputs), VGG16-D (3x32x32) and ResNet34-tiny (3x64x64, 200
-classes), frozen at q = 0.99 by `fzpack.freezenet.freeze_` with the saliency of one random batch
+classes), frozen at q = 0.99 by `fzpack.families.freezenet.select_frozen` with the saliency of one random batch
 (no dataset needed), then every trained entry and every bias moved a little (a stand-in for
 training). Everything restores to the CPU.
 
@@ -37,7 +37,7 @@ from safetensors.torch import save_file as st_save_file
 
 import fzpack
 from common import best_of, machine, md_table, write_section
-from fzpack.freezenet import freeze_
+from fzpack.families.freezenet import select_frozen as freeze_
 from fzpack.models.registry import create_model
 from fzpack.restore import restore_file
 from fzpack.unpack import get_restore_threads, set_restore_threads, unpack
@@ -67,12 +67,12 @@ def checkpoint(arch: str, seed: int, batch: int, rate: float = 0.99) -> dict:
         for n, p in model.named_parameters():
             noise = torch.randn(p.shape, generator=g) * 0.01
             p.add_(noise * frozen[n].mask if n in frozen else noise)
-    return fzpack.make_checkpoint(model, frozen, seed=seed, arch={"name": arch, "config": {}})
+    return fzpack.checkpoint.make_checkpoint(model, frozen, seed=seed, arch={"name": arch, "config": {}})
 
 
 def write_files(arch: str, ck: dict, d: Path) -> dict[str, Path]:
     paths = {"ckpt": d / f"{arch}.ckpt.pt", "dense": d / f"{arch}.pt", "st": d / f"{arch}.safetensors", "fzp": d / f"{arch}.fzp"}
-    fzpack.save_checkpoint(ck, paths["ckpt"])
+    fzpack.checkpoint.save_checkpoint(ck, paths["ckpt"])
     dense = {k: v.contiguous() for k, v in ck["state_dict"].items()}
     torch.save(dense, paths["dense"])
     st_save_file(dense, str(paths["st"]))
@@ -154,8 +154,8 @@ def _warm_up() -> None:
     torch.save(tiny, buf)
     torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
     st_load(st_save(tiny))
-    spec = fzpack.InitSpec("normal", 0.0, 0.1)
-    w, mask = fzpack.generate(spec, 0, "w", (16, 16)), torch.zeros(16, 16, dtype=torch.bool)
+    spec = fzpack.generator.InitSpec("normal", 0.0, 0.1)
+    w, mask = fzpack.generator.generate(spec, 0, "w", (16, 16)), torch.zeros(16, 16, dtype=torch.bool)
     mask[::3, ::5] = True
     unpack(pack({"state_dict": {"w": w}, "fzpack": {"convention": 1, "seed": 0, "tensors": {
         "w": {"init": {**spec.to_dict(), "scheme": "normal"}, "mask": mask}}}}).data)

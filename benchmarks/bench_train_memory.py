@@ -27,7 +27,7 @@ from common import md_table, write_section
 
 
 def child(variant: str, steps: int) -> dict:
-    from fzpack.freezenet import freeze_
+    from fzpack.families.freezenet import select_frozen as freeze_
     from fzpack.layers import convert_
     from fzpack.models.registry import create_model
 

@@ -7,7 +7,7 @@ import torch
 
 import fzpack
 from fzpack.data.synthetic import make_synthetic
-from fzpack.freezenet import freeze_
+from fzpack.families.freezenet import select_frozen as freeze_
 from fzpack.models.registry import create_model
 
 
@@ -27,7 +27,7 @@ def build_frozen_checkpoint(rate: float = 0.99, seed: int = 7, arch: str = "lene
         for n, m in masks.items():
             params[n].grad.mul_(m)
         opt.step()
-    return fzpack.make_checkpoint(model, frozen, seed=seed, method="freezenet", arch={"name": arch, "config": {}})
+    return fzpack.checkpoint.make_checkpoint(model, frozen, seed=seed, method="freezenet", arch={"name": arch, "config": {}})
 
 
 def rebuild_container(data: bytes, edit) -> bytes:

@@ -18,7 +18,7 @@ from fzpack_cli.main import cli
 @pytest.fixture()
 def model_pt(tmp_path, frozen_ckpt):
     p = tmp_path / "model.pt"
-    fzpack.save_checkpoint(frozen_ckpt, p)
+    fzpack.checkpoint.save_checkpoint(frozen_ckpt, p)
     return p
 
 
@@ -59,7 +59,7 @@ def test_compress_json_and_safetensors(model_pt, tmp_path):
 def test_verify_reports_differences(model_pt, tmp_path, frozen_ckpt):
     run("compress", model_pt)
     other = {**frozen_ckpt, "state_dict": {**frozen_ckpt["state_dict"], "fc2.bias": torch.zeros(10)}}
-    fzpack.save_checkpoint(other, tmp_path / "other.pt")
+    fzpack.checkpoint.save_checkpoint(other, tmp_path / "other.pt")
     r = CliRunner().invoke(cli, ["verify", str(tmp_path / "model.fzp"), "--against", str(tmp_path / "other.pt")])
     assert r.exit_code == 1 and "fc2.bias" in r.output
 

@@ -37,7 +37,7 @@ def _snip_checkpoint() -> dict:
         w[m] = torch.linspace(-1, 1, 40)
         sd[name], frozen[name] = w, FrozenTensor(spec=InitSpec("zeros"), mask=m, scheme="zeros")
         sd[name.replace("weight", "bias")] = torch.linspace(0, 1, shape[0])
-    return fzpack.make_checkpoint(sd, frozen, seed=3, method="snip")
+    return fzpack.checkpoint.make_checkpoint(sd, frozen, seed=3, method="snip")
 
 
 def test_every_byte_count_is_a_produced_file(frozen_report):
@@ -102,7 +102,7 @@ def test_plain_state_dict_gets_generic_rows(tmp_path):
 
 def test_cli_json_schema_and_fzp_input(tmp_path):
     pt = tmp_path / "snip.pt"
-    fzpack.save_checkpoint(_snip_checkpoint(), pt)
+    fzpack.checkpoint.save_checkpoint(_snip_checkpoint(), pt)
     fzpack.compress(pt)
     r = CliRunner().invoke(cli, ["compare", str(tmp_path / "snip.fzp"), "--json", "--keep", str(tmp_path / "a")])
     assert r.exit_code == 0, r.output

@@ -125,21 +125,21 @@ def test_pickle_needing_code_execution_is_refused(tmp_path):
     p = tmp_path / "evil.pt"
     torch.save({"x": _Evil()}, p)
     with pytest.raises(CheckpointError, match="refusing to load"):
-        fzpack.load_checkpoint(p)
+        fzpack.checkpoint.load_checkpoint(p)
 
 
 def test_non_checkpoints_are_refused(tmp_path):
     p = tmp_path / "junk.pt"
     p.write_bytes(b"this is not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
-        fzpack.load_checkpoint(p)
+        fzpack.checkpoint.load_checkpoint(p)
     with pytest.raises(CheckpointError, match="no such file"):
-        fzpack.load_checkpoint(tmp_path / "missing.pt")
+        fzpack.checkpoint.load_checkpoint(tmp_path / "missing.pt")
     buf = io.BytesIO()
     torch.save({"t": torch.zeros(3)}, buf)
     p.write_bytes(buf.getvalue()[:-40])
     with pytest.raises(CheckpointError):
-        fzpack.load_checkpoint(p)
+        fzpack.checkpoint.load_checkpoint(p)
 
 
 def _plain_header(shape, raw_length=0, codec=0):

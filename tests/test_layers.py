@@ -9,7 +9,7 @@ import torch
 import fzpack
 from fzpack.data.synthetic import make_synthetic
 from fzpack.equality import tree_differences
-from fzpack.freezenet import freeze_
+from fzpack.families.freezenet import select_frozen as freeze_
 from fzpack.generator import InitSpec, generate
 from fzpack.layers import convert_, decay_frozen_, dense_state_dict, frozen_entries, frozen_weights
 from fzpack.models.registry import create_model
@@ -56,7 +56,7 @@ def test_training_touches_only_trained_entries_and_packs_without_exceptions():
         regen = generate(ft.spec, 3, name, tuple(ft.mask.shape))
         assert torch.equal(bits_view(sd[name])[~ft.mask], bits_view(regen)[~ft.mask])
         assert not torch.equal(sd[name][ft.mask], regen[ft.mask])  # trained entries moved
-    ck = fzpack.make_checkpoint(sd, frozen_entries(model, frozen), seed=3)
+    ck = fzpack.checkpoint.make_checkpoint(sd, frozen_entries(model, frozen), seed=3)
     res = pack(ck)
     assert all(t.n_exceptions == 0 and not t.flags & 1 for t in res.header.tensors if t.kind == 1)
     assert tree_differences(ck, unpack(res.data).obj) == []
@@ -83,7 +83,7 @@ def test_freezenet_wd_scale_tracks_dense_sgd():
         ref.step()
         decay_frozen_(model, lr=0.1, weight_decay=5e-4, momentum=0.9)
     assert torch.allclose(fw.frozen * fw.scale, dense.detach(), rtol=1e-5, atol=0)
-    ck = fzpack.make_checkpoint(dense_state_dict(model), frozen_entries(model, frozen), seed=3, method="freezenet-wd")
+    ck = fzpack.checkpoint.make_checkpoint(dense_state_dict(model), frozen_entries(model, frozen), seed=3, method="freezenet-wd")
     res = pack(ck)
     assert all(t.n_exceptions == 0 and t.flags & 4 for t in res.header.tensors if t.kind == 1)
     assert tree_differences(ck, unpack(res.data).obj) == []
@@ -102,8 +102,8 @@ def test_optimizer_state_scales_with_k():
 
 def test_load_model_from_pt_and_fzp(tmp_path):
     model, frozen, x, y = _setup()
-    ck = fzpack.make_checkpoint(model, frozen, seed=3, arch={"name": "lenet5-caffe", "config": {}})
-    fzpack.save_checkpoint(ck, tmp_path / "m.pt")
+    ck = fzpack.checkpoint.make_checkpoint(model, frozen, seed=3, arch={"name": "lenet5-caffe", "config": {}})
+    fzpack.checkpoint.save_checkpoint(ck, tmp_path / "m.pt")
     fzpack.compress(tmp_path / "m.pt")
     model.eval()
     for src in (tmp_path / "m.pt", tmp_path / "m.fzp"):
@@ -115,8 +115,8 @@ def test_load_model_from_pt_and_fzp(tmp_path):
 
 def test_load_model_adopts_file_tensors_but_never_aliases_a_callers_dict(tmp_path):
     model, frozen, x, _ = _setup()
-    ck = fzpack.make_checkpoint(model, frozen, seed=3, arch={"name": "lenet5-caffe", "config": {}})
-    fzpack.save_checkpoint(ck, tmp_path / "m.pt")
+    ck = fzpack.checkpoint.make_checkpoint(model, frozen, seed=3, arch={"name": "lenet5-caffe", "config": {}})
+    fzpack.checkpoint.save_checkpoint(ck, tmp_path / "m.pt")
     fzpack.compress(tmp_path / "m.pt")
     loaded = fzpack.load_model(tmp_path / "m.fzp")
     assert not any(t.is_meta for t in (*loaded.parameters(), *loaded.buffers()))

@@ -281,7 +281,7 @@ def test_any_bit_flip_in_a_lossy_file_is_detected(packed, data):
 
 def test_cli_values_smoke(tmp_path, frozen_ckpt):
     pt = tmp_path / "model.pt"
-    fzpack.save_checkpoint(frozen_ckpt, pt)
+    fzpack.checkpoint.save_checkpoint(frozen_ckpt, pt)
     run = CliRunner().invoke
     r = run(cli, ["compress", str(pt), "--values", "q8", "-o", str(tmp_path / "q8.fzp")])
     assert r.exit_code == 0 and "LOSSY" in r.output and "max abs error" in r.output, r.output

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fzpack.errors import FzpackError
-from fzpack.methods.saliency import prunable_weights
+from fzpack.families.saliency import prunable_weights
 from fzpack.models import (
     ModelError,
     count_parameters,

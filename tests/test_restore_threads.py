@@ -27,7 +27,7 @@ def multi_tensor_checkpoint(seed: int = 4) -> dict:
         if kind == "plain":
             sd[name] = torch.from_numpy(rng.normal(size=shape).astype(np.float32))
             continue
-        spec = [fzpack.InitSpec("normal", 0.0, 0.2), fzpack.InitSpec("uniform", -0.3, 0.3)][j % 2]
+        spec = [fzpack.generator.InitSpec("normal", 0.0, 0.2), fzpack.generator.InitSpec("uniform", -0.3, 0.3)][j % 2]
         dtype = torch.float16 if kind == "float16" else torch.float32
         w = generate(spec, seed, name, shape, dtype=dtype)
         if kind == "seed_mask":

@@ -43,7 +43,7 @@ def test_header_is_under_two_percent(frozen_ckpt):
 
 def test_file_api_roundtrip(tmp_path, frozen_ckpt):
     pt = tmp_path / "m.pt"
-    fzpack.save_checkpoint(frozen_ckpt, pt)
+    fzpack.checkpoint.save_checkpoint(frozen_ckpt, pt)
     rep = fzpack.compress(pt)
     assert rep.output == str(tmp_path / "m.fzp") and rep.factor > 50
     assert sum(rep.breakdown.values()) == rep.output_bytes
@@ -73,7 +73,7 @@ def test_fully_edited_tensor_is_stored_dense(frozen_ckpt):
 
 def test_random_mask_costs_zero_bytes():
     seed, shape, k = 5, (64, 32), 20
-    spec = fzpack.InitSpec("normal", 0.0, 0.1)
+    spec = fzpack.generator.InitSpec("normal", 0.0, 0.1)
     mask = random_mask(seed, "w", shape, k)
     w = generate(spec, seed, "w", shape)
     w[mask] = torch.linspace(-1, 1, k)
@@ -86,7 +86,7 @@ def test_random_mask_costs_zero_bytes():
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_frozen_tensors_of_other_float_dtypes(dtype):
-    spec = fzpack.InitSpec("uniform", -0.5, 0.5)
+    spec = fzpack.generator.InitSpec("uniform", -0.5, 0.5)
     w = generate(spec, 3, "layer.weight", (10, 7), dtype=dtype)
     mask = torch.zeros(10, 7, dtype=torch.bool)
     mask[2, 3] = mask[9, 6] = True
@@ -154,7 +154,7 @@ def test_random_state_dicts_roundtrip(sd):
        dist=st.sampled_from(["normal", "uniform", "pm", "zeros"]), edits=st.integers(0, 5))
 def test_random_frozen_tensors_roundtrip(seed, rows, cols, density, dist, edits):
     params = {"normal": (0.0, 0.2), "uniform": (-0.3, 0.3), "pm": (0.1, 0.0), "zeros": (0.0, 0.0)}[dist]
-    spec = fzpack.InitSpec(dist, *params)
+    spec = fzpack.generator.InitSpec(dist, *params)
     w = generate(spec, seed, "w", (rows, cols))
     rng = np.random.default_rng(seed)
     mask = torch.from_numpy(rng.random((rows, cols)) < density)
@@ -177,7 +177,7 @@ def test_restore_on_cuda_is_bit_identical_to_cpu(frozen_ckpt):
 
 
 def test_scaled_frozen_tensor_freezenet_wd():
-    spec = fzpack.InitSpec("normal", 0.0, 0.1)
+    spec = fzpack.generator.InitSpec("normal", 0.0, 0.1)
     scale = float(np.float32(0.8731))
     mask = torch.zeros(6, 9, dtype=torch.bool)
     mask[0, :4] = True
@@ -190,13 +190,15 @@ def test_scaled_frozen_tensor_freezenet_wd():
     assert back["fzpack"]["tensors"]["w"]["init"]["scale"] == scale
 
 
-def test_dist_without_a_container_id_is_a_clean_error():
-    # generator dist 'dct' (spec 6.7) is valid in a checkpoint but has no .fzp v1 dist id yet
-    spec = fzpack.InitSpec("dct")
+def test_dct_frozen_tensor_round_trips_as_a_1_1_file():
+    # generator dist 'dct' (spec 6.7) is container dist 5 (format 1.1), here with a coded mask and plain trained values
+    spec = fzpack.generator.InitSpec("dct")
     w = generate(spec, 0, "w", (6, 4))
     mask = torch.zeros(6, 4, dtype=torch.bool)
-    mask[0, 0] = True
+    mask[0, 0] = mask[3, 2] = True
+    w[mask] = torch.tensor([0.5, -0.25])
     ck = {"state_dict": {"w": w}, "fzpack": {"convention": 1, "seed": 0, "tensors": {
         "w": {"init": {**spec.to_dict(), "scheme": "dct"}, "mask": mask}}}}
-    with pytest.raises(fzpack.CheckpointError, match="no id in the .fzp format"):
-        pack(ck)
+    res, back = roundtrip(ck)
+    assert res.header.tensors[0].init.dist == "dct" and res.data[9] == 1
+    assert torch.equal(back["state_dict"]["w"], w)

@@ -13,7 +13,7 @@ from torch import nn
 from fzpack.data import make_synthetic, normalize
 from fzpack.errors import FzpackError
 from fzpack.generator import random_mask
-from fzpack.methods.saliency import (
+from fzpack.families.saliency import (
     freeze_rates,
     num_trainable,
     prunable_weights,

@@ -11,12 +11,13 @@ import torch
 
 from fzpack.data.datasets import dataset_info
 from fzpack.generator import InitSpec, generate, random_mask
-from fzpack.methods.saliency import num_trainable
+from fzpack.families.saliency import num_trainable
 from fzpack.models.registry import create_model
 from fzpack.pack import pack
 from fzpack.tensor_bits import bits_view
 from fzpack.train import TrainConfig, TrainError, derive_seed, lr_at, train
-from fzpack.train.methods import RANDOM_COUNTS_STREAM, arch_config, random_masks
+from fzpack.families.freezenet import RANDOM_COUNTS_STREAM, random_masks
+from fzpack.train.build import arch_config
 
 FROZEN_METHODS = ["freezenet", "freezenet-wd", "freezenet-reinit", "snip", "random-mask"]
 
@@ -141,7 +142,7 @@ def test_metrics_record_the_run():
                 "wall_time_s", "seeds", "config", "history"):
         assert key in m
     assert m["epochs_run"] == 2 and len(m["history"]) == 2 and m["steps"] == 6  # 270 images / batch 100
-    assert m["seeds"]["data_seed"] == derive_seed(11, "data") and m["config"]["version"] == 1
+    assert m["seeds"]["data_seed"] == derive_seed(11, "data") and m["config"]["version"] == 2
     assert m["sizes"] == {"train": 270, "val": 30, "test": 500, "batch_size": 100, "steps_per_epoch": 3}
 
 
@@ -169,7 +170,7 @@ def test_config_round_trip_and_versioning():
     cfg = TrainConfig(method="snip", lr_drop_epochs=(3,), arch_config={"conv_relu": True})
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(TrainError, match="newer"):
-        TrainConfig.from_dict({**cfg.to_dict(), "version": 2})
+        TrainConfig.from_dict({**cfg.to_dict(), "version": 3})
     with pytest.raises(TrainError, match="unknown keys"):
         TrainConfig.from_dict({**cfg.to_dict(), "lr_warmup": 5})
     for bad in (dict(method="prune"), dict(freeze_rate=1.0), dict(seed=-1), dict(init="orthogonal"), dict(val_split=1.0),

@@ -27,7 +27,7 @@ def test_train_compress_restore_evaluate_keeps_the_accuracy(tmp_path, method):
     saved = json.loads(r.metrics_path.read_text())
     assert saved["test_accuracy"] == r.metrics["test_accuracy"] and saved["method"] == method
     fzpack.compress(tmp_path / "model.pt", tmp_path / "model.fzp")
-    assert tree_differences(fzpack.load_checkpoint(tmp_path / "model.pt"), fzpack.restore(tmp_path / "model.fzp")) == []
+    assert tree_differences(fzpack.checkpoint.load_checkpoint(tmp_path / "model.pt"), fzpack.restore(tmp_path / "model.fzp")) == []
     for src in ("model.pt", "model.fzp"):
         e = evaluate_file(tmp_path / src)  # data set and synthetic task read from the file's metadata
         assert e["dataset"] == "synthetic" and e["n"] == 500

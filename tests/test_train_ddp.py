@@ -31,7 +31,7 @@ def test_ddp_reduces_only_trained_entries_and_skips_frozen_buffers(tmp_path):
 
     from fzpack.train.data import load_run_data
     from fzpack.train.distributed import DistContext, wrap_ddp
-    from fzpack.train.methods import build_model
+    from fzpack.train.build import build_model
 
     cfg = TrainConfig(dataset="synthetic", synthetic_size=200, device="cpu", freeze_rate=0.99)
     data = load_run_data(cfg)

@@ -105,3 +105,34 @@ def test_q8_kmeans_vector_uses_a_fitted_codebook():
     grid = describe_grid(bytes(payloads[i][1:]))
     n = h.streams[i].raw_length // 4
     assert grid["grid"] == "k-means" and grid["levels"] < n  # 400 distinct values: not the exact codebook
+
+
+LEGACY = json.loads((VECTORS / "legacy" / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(LEGACY))
+def test_legacy_files_keep_decoding(name):
+    """Files an older writer made (formats/vectors/legacy): decoded bit for bit forever, never rewritten."""
+    data = (VECTORS / "legacy" / f"{name}.fzp").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == LEGACY[name]["fzp_sha256"]
+    want = torch.load(VECTORS / "legacy" / f"{name}.pt", weights_only=True)
+    assert tree_differences(want, fzpack.restore(data)) == []
+
+
+@pytest.mark.parametrize("name, minor", [("frozen_normal", 0), ("generic", 0), ("lc_recycled", 0), ("dctps_epl", 1),
+                                         ("dctps_epf", 1), ("bank_and_zeros", 1)])
+def test_writer_records_the_oldest_sufficient_minor_version(name, minor):
+    data = (VECTORS / f"{name}.fzp").read_bytes()
+    assert data[8:10] == bytes([1, minor])
+
+
+def test_a_1_1_feature_in_a_file_that_says_1_0_is_refused():
+    import struct
+    import zlib
+
+    data = bytearray((VECTORS / "dctps_epl.fzp").read_bytes())
+    body = data[20:20 + struct.unpack("<I", data[12:16])[0]]
+    data[9] = 0  # claim 1.0; the header CRC does not cover the preamble
+    with pytest.raises(fzpack.FormatError, match="says version 1.0 but uses 1.1 features"):
+        fzpack.restore(bytes(data))
+    assert zlib.crc32(body) & 0xFFFFFFFF == struct.unpack("<I", data[16:20])[0]

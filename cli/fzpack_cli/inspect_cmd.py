@@ -35,6 +35,11 @@ def inspect_cmd(fzp: str, as_json: bool) -> None:
         bpt = info["bits_per_trained_weight"]
         click.echo(f"  {info['bits_per_parameter']:.3f} bits/parameter" + (f", {bpt:.1f} bits/trained weight" if bpt else ""))
         click.echo(f"  mask {human_bytes(info['mask_bytes'])} (per-layer i.i.d. bound {info['mask_iid_bound_bytes']:,.0f} B)")
+        if info["metadata"]:
+            shown = {k: v for k, v in info["metadata"].items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+            click.echo("  metadata: " + ", ".join(f"{k} {v}" for k, v in list(shown.items())[:12]))
+    for line in info["family_lines"]:
+        click.echo(line)
     b = info["breakdown"]
     click.echo("  bytes: " + ", ".join(f"{k} {v:,}" for k, v in b.items() if v))
     click.echo(f"  {'tensor':<28} {'shape':<18} {'kind':<7} {'trained':>9} {'q':>7} {'mask B':>7} {'iid B':>8} {'exc':>5}")
@@ -42,8 +47,14 @@ def inspect_cmd(fzp: str, as_json: bool) -> None:
         shape = "x".join(map(str, t["shape"])) or "()"
         if t["kind"] == "frozen":
             extra = f"{t['trained']:>9,} {t['q']:>7.4f} {t['mask_bytes']:>7,} {t['mask_iid_bound_bytes']:>8,.0f} {t['exceptions']:>5}"
-            if t["mask"] == "from seed":
-                extra += "  (mask from seed)"
+            if t["mask"] != "coded":
+                extra += f"  (mask {t['mask']})"
+            if "scale" in t:
+                extra += f"  (scale {t['scale']:.6g})"
+            if t["additive"]:
+                extra += "  (offsets)"
+            if t["init"]["dist"] == "bank":
+                extra += f"  (bank {t['init']['bank']} @ {t['init']['offset']})"
             if t["stored_dense"]:
                 extra += "  (stored dense)"
         else:

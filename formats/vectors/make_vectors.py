@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from fzpack.checkpoint import save_checkpoint
-from fzpack.generator import InitSpec, generate, random_mask
+from fzpack.generator import InitSpec, generate, init_spec, random_mask, random_mask_rows
 from fzpack.pack import pack
 
 HERE = Path(__file__).resolve().parent
@@ -102,6 +102,34 @@ def vectors() -> dict[str, object]:
     b, tb = _frozen("fc.weight", bspec, (24, 20), seed, bm, "bank", banks)
     out["mask_factor_context"] = {"state_dict": {"conv.weight": c, "fc.weight": b},
                                   "fzpack": _entry(seed, "freezenet", {"conv.weight": tc, "fc.weight": tb}, banks)}
+    # 10-11. Format 1.1: DCT-plus-Sparse tensors (dist dct, SCALED alpha, ADDITIVE offsets) on seeded
+    # supports, equal per layer (random_mask) and equal per filter (random_mask_rows, MASK_PER_ROW).
+    for name, draw in (("dctps_epl", random_mask), ("dctps_epf", random_mask_rows)):
+        seed = 10
+        tensors, sd = {}, {}
+        for tname, shape, k, alpha in (("conv.weight", (4, 2, 3, 3), 9, 0.75), ("fc.weight", (6, 10), 7, 1.25)):
+            mask = draw(seed, tname, shape, k)
+            delta = (torch.arange(1, k + 1, dtype=torch.float32) - 4) / 32  # exact offsets S
+            w = generate(InitSpec("dct"), seed, tname, shape) * alpha
+            w.view(-1)[mask.view(-1)] += delta
+            sd[tname] = w
+            tensors[tname] = {"init": {**InitSpec("dct").to_dict(), "scheme": "dct", "scale": alpha}, "mask": mask, "delta": delta}
+        sd["fc.bias"] = torch.linspace(-0.5, 0.5, 6)
+        out[name] = {"state_dict": sd, "fzpack": {**_entry(seed, "dctps", tensors), "metadata": {"density": 0.1}}}
+    # 12. LC: two spatial convs drawn from one recycled bank (tiled), a 1x1 conv pruned to a coded mask.
+    seed, banks = 12, {"lc.spatial": 27}
+    tensors, sd = {}, {}
+    for tname, shape in (("a.spatial.weight", (4, 2, 3, 3)), ("b.spatial.weight", (6, 4, 3, 3))):
+        spec = init_spec("bank", shape, bank="lc.spatial")
+        sd[tname] = generate(spec, seed, tname, shape, banks=banks)
+        tensors[tname] = {"init": {**spec.to_dict(), "scheme": "bank"}, "mask": torch.zeros(shape, dtype=torch.bool)}
+    pw = (torch.arange(48, dtype=torch.float32).reshape(6, 8, 1, 1) - 20) / 16
+    keep = pw.abs() > 1.0
+    sd["b.pointwise.weight"] = torch.where(keep, pw, 0.0)  # +0.0 where pruned: what zeros regenerates
+    tensors["b.pointwise.weight"] = {"init": {**InitSpec("zeros").to_dict(), "scheme": "zeros"}, "mask": keep}
+    sd["bn.running_mean"] = torch.zeros(6)
+    out["lc_recycled"] = {"state_dict": sd, "fzpack": {**_entry(seed, "lc-frozen", tensors, banks),
+                                                        "metadata": {"share": "recycled", "bank_fraction": 8, "prune_1x1": 0.5}}}
     return out
 
 

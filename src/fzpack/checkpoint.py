@@ -7,7 +7,7 @@
         "generator": "fzpack-philox4x64-10/v1",
         "seed": 1234,                              # 32-bit unsigned
         "method": "freezenet",                     # freezenet | snip | random-mask | dense | ...
-        "tensors": {name: {"init": {...}, "mask": BoolTensor}},  # frozen tensors only
+        "tensors": {name: {"init": {...}, "mask": BoolTensor[, "delta": Tensor]}},  # frozen tensors only
         "banks": {bank_name: length},              # shared random weight banks (LCResNet)
         "arch": {"name": "lenet5-caffe", "config": {...}} or None,
         "metadata": {...},                         # free-form primitives
@@ -16,7 +16,9 @@
     }
 
 ``mask`` is True where the entry is trained; every other entry of ``state_dict[name]`` is
-expected to equal ``generate(init, seed, name, shape)``. The full rules are in
+expected to equal ``generate(init, seed, name, shape)`` (times ``init["scale"]`` when present).
+``delta`` (DCT-plus-Sparse) holds the trained values as offsets: trained entries are then
+``frozen value + delta`` instead of free values. The full rules are in
 formats/checkpoint-v1.md. Loading always uses ``torch.load(weights_only=True)``.
 """
 
@@ -39,12 +41,13 @@ from torch import nn
 from fzpack.atomic import write_atomic
 from fzpack.errors import CheckpointError
 from fzpack.generator import InitSpec, generate, init_spec
-from fzpack.methods.saliency import prunable_weights
+from fzpack.weights import prunable_weights
 
 CONVENTION = 1
 GENERATOR = "fzpack-philox4x64-10/v1"
 INIT_KEYS = ("dist", "p0", "p1", "bank", "offset", "scheme", "scale")
 ENTRY_KEYS = ("convention", "generator", "seed", "method", "tensors", "banks", "arch", "metadata")
+TENSOR_KEYS = ("init", "mask", "delta")
 
 
 @dataclass
@@ -54,7 +57,15 @@ class FrozenTensor:
     spec: InitSpec
     mask: torch.Tensor
     scheme: str = ""
-    scale: float | None = None  # FreezeNet-WD: frozen entries are float32(generate(spec) * scale)
+    scale: float | None = None  # FreezeNet-WD, DCTpS alpha: frozen entries are float32(generate(spec) * scale)
+    delta: torch.Tensor | None = None  # DCTpS: trained entries are frozen value + delta[j] (mask order)
+
+    def entry(self) -> dict[str, Any]:
+        """The ``fzpack.tensors[name]`` dict of the convention (CPU copies)."""
+        out: dict[str, Any] = {"init": self.init_dict(), "mask": self.mask.detach().to("cpu", torch.bool, copy=True)}
+        if self.delta is not None:
+            out["delta"] = self.delta.detach().to("cpu", copy=True)
+        return out
 
     def init_dict(self) -> dict[str, Any]:
         """The canonical `init` entry of the convention (formats/checkpoint-v1.md)."""
@@ -125,10 +136,7 @@ def make_checkpoint(model: nn.Module | Mapping[str, torch.Tensor], frozen: Mappi
     """
     sd = model.state_dict() if isinstance(model, nn.Module) else model
     state = {k: v.detach().to("cpu", copy=True) for k, v in sd.items()}
-    tensors = {}
-    for name, ft in frozen.items():
-        tensors[name] = {"init": ft.init_dict(),
-                         "mask": ft.mask.detach().to("cpu", torch.bool, copy=True)}
+    tensors = {name: ft.entry() for name, ft in frozen.items()}
     ckpt = {"state_dict": state, "fzpack": {
         "convention": CONVENTION, "generator": GENERATOR, "seed": int(seed), "method": method,
         "tensors": tensors, "banks": dict(banks or {}), "arch": dict(arch) if arch is not None else None,
@@ -213,8 +221,8 @@ def _banks(b: Any) -> dict[str, int]:
 
 def _frozen_tensor(name: str, t: Any, sd: Mapping, banks: Mapping[str, int]) -> FrozenTensor:
     where = f"'fzpack.tensors[{name!r}]'"
-    if not isinstance(t, Mapping) or set(t) != {"init", "mask"}:
-        raise CheckpointError(f"{where} must be a dict with exactly the keys 'init' and 'mask'")
+    if not isinstance(t, Mapping) or not {"init", "mask"} <= set(t) <= set(TENSOR_KEYS):
+        raise CheckpointError(f"{where} must be a dict with the keys 'init' and 'mask' (and optionally 'delta')")
     if name not in sd:
         raise CheckpointError(f"{where}: no tensor of that name in 'state_dict'")
     w, mask, init = sd[name], t["mask"], t["init"]
@@ -240,4 +248,8 @@ def _frozen_tensor(name: str, t: Any, sd: Mapping, banks: Mapping[str, int]) -> 
         raise CheckpointError(f"{where}: bank {spec.bank!r} is not declared in 'fzpack.banks'")
     if not isinstance(scheme, str):
         raise CheckpointError(f"{where}: init scheme must be a string")
-    return FrozenTensor(spec=spec, mask=mask, scheme=scheme, scale=scale)
+    delta = t.get("delta")
+    if delta is not None and (not isinstance(delta, torch.Tensor) or delta.dtype != w.dtype or delta.layout != torch.strided
+                              or delta.dim() != 1 or delta.numel() != int(mask.sum())):
+        raise CheckpointError(f"{where}: 'delta' must be a 1-D {w.dtype} tensor with one value per trained entry")
+    return FrozenTensor(spec=spec, mask=mask, scheme=scheme, scale=scale, delta=delta)

@@ -12,10 +12,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from fzpack.atomic import write_bytes_atomic
 from fzpack.checkpoint import load_checkpoint
 from fzpack.container.layout import ALIAS, PREAMBLE_SIZE
 from fzpack.codecs.lossy import BOUNDS
+from fzpack.errors import FzpackError
 from fzpack.pack import pack
 from fzpack.sizes import breakdown, dense_fp32_bytes
 
@@ -47,13 +50,14 @@ def default_output(src: str | os.PathLike) -> Path:
     return p.with_suffix(".fzp") if p.suffix else p.with_name(p.name + ".fzp")
 
 
-def compress(src: str | os.PathLike | Mapping[str, Any], dst: str | os.PathLike | None = None, *,
+def compress(src: str | os.PathLike | Mapping[str, Any] | nn.Module, dst: str | os.PathLike | None = None, *,
              values: str = "lossless") -> CompressReport:
     """Compress a checkpoint into a `.fzp` file, losslessly unless ``values`` says otherwise.
 
     Args:
-        src: a `.pt` path (read with ``weights_only=True``) or an in-memory checkpoint object.
-        dst: output path; default ``src`` with suffix `.fzp`. Required when ``src`` is an object.
+        src: a `.pt` path (read with ``weights_only=True``), an in-memory checkpoint object, or
+            a model after ``fzpack.freeze_`` (its checkpoint, as ``fzpack.save`` would write it).
+        dst: output path; default ``src`` with suffix `.fzp`. Required unless ``src`` is a path.
         values: ``lossless`` (default), or ``fp16``, ``bf16``, ``q8``: a lossy codec for the
             trained values of frozen tensors only (biases and other tensors stay lossless).
 
@@ -65,10 +69,15 @@ def compress(src: str | os.PathLike | Mapping[str, Any], dst: str | os.PathLike 
         >>> report = fzpack.compress("model.pt")
         >>> print(report.output_bytes, report.factor)
         >>> fzpack.compress("model.pt", "model-q8.fzp", values="q8").max_abs_error
+        >>> fzpack.compress(model, "model.fzp")          # a model after fzpack.freeze_
     """
+    if isinstance(src, nn.Module):
+        from fzpack.freeze import checkpoint_of
+
+        src = checkpoint_of(src)
     if isinstance(src, Mapping):
         if dst is None:
-            raise ValueError("dst is required when compressing an in-memory checkpoint")
+            raise FzpackError("dst is required when compressing a model or an in-memory checkpoint")
         obj, in_bytes = src, None
     else:
         obj, in_bytes = load_checkpoint(src), Path(src).stat().st_size

@@ -9,7 +9,10 @@ from typing import Any
 from fzpack.codecs.lossy import describe_lossy
 from fzpack.codecs.values import CODEC_NAMES, LOSSY_CODECS
 from fzpack.container.file import read_container
-from fzpack.container.layout import ALIAS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FROZEN, GENERATOR_NAMES, ROLE_MASKS, ROLE_NAMES, ROLE_VALUES
+from fzpack.container.layout import (
+    ALIAS, FLAG_ADDITIVE, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_MASK_PER_ROW, FLAG_SCALED, FROZEN, GENERATOR_NAMES, ROLE_MASKS,
+    ROLE_NAMES, ROLE_VALUES,
+)
 from fzpack.errors import FormatError
 from fzpack.restore import read_file
 from fzpack.sizes import binary_entropy_bits, breakdown, dense_fp32_bytes, freeze_rates
@@ -54,11 +57,16 @@ def inspect(path: str | os.PathLike | bytes) -> dict[str, Any]:
             row.update({
                 "init": {"dist": t.init.dist, "params": list(t.init.params), "scheme": h.schemes[t.init.scheme] if h.schemes else ""},
                 "trained": t.k, "q": 1 - t.k / t.numel if t.numel else 0.0,
-                "mask": "from seed" if t.flags & FLAG_MASK_FROM_SEED else "coded",
+                "mask": _mask_rule(t.flags),
                 "mask_bytes": 0 if t.flags & FLAG_MASK_FROM_SEED else t.mask_length,
                 "mask_iid_bound_bytes": round(bound / 8, 1),
                 "exceptions": t.n_exceptions, "stored_dense": bool(t.flags & FLAG_DENSE),
+                "additive": bool(t.flags & FLAG_ADDITIVE),
             })
+            if t.flags & FLAG_SCALED:
+                row["scale"] = t.init.scale
+            if t.init.dist == "bank":
+                row["init"].update(bank=h.banks[t.init.bank][0], offset=t.init.offset)
         elif t.kind == ALIAS:
             row["alias_of"] = h.tensors[t.target].name
         tensors.append(row)
@@ -66,7 +74,7 @@ def inspect(path: str | os.PathLike | bytes) -> dict[str, Any]:
     k = rates["trained_weights"]
     streams = _streams(h, payloads)
     lossy_values = sorted({s["lossy"]["values"] for s in streams if "lossy" in s})
-    return {
+    out = {
         "file_bytes": size,
         "format_version": f"{data[8]}.{data[9]}",
         "generator": GENERATOR_NAMES[h.generator],
@@ -86,7 +94,29 @@ def inspect(path: str | os.PathLike | bytes) -> dict[str, Any]:
         "lossy_values": lossy_values,
         "streams": streams,
         "tensors": tensors,
+        "banks": [{"name": n, "length": length} for n, length in h.banks],
+        "metadata": fz.get("metadata") if isinstance(fz, dict) and isinstance(fz.get("metadata"), dict) else {},
     }
+    out["family_lines"] = _family_lines(out)
+    return out
+
+
+def _mask_rule(flags: int) -> str:
+    if flags & FLAG_MASK_PER_ROW:
+        return "from seed, per row"
+    return "from seed" if flags & FLAG_MASK_FROM_SEED else "coded"
+
+
+def _family_lines(info: dict[str, Any]) -> list[str]:
+    """The method's family describes its own parts (alphas, supports, banks, pruning), if known."""
+    from fzpack.errors import FzpackError
+    from fzpack.families import get_family
+
+    try:
+        family = get_family(info["method"]) if isinstance(info.get("method"), str) else None
+    except FzpackError:
+        return []
+    return family.describe(info) if family is not None else []
 
 
 def _streams(h: Any, payloads: list) -> list[dict[str, Any]]:

@@ -4,36 +4,58 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 
-from fzpack.checkpoint import frozen_info, load_checkpoint
-from fzpack.errors import CheckpointError
-from fzpack.layers import convert_
+from fzpack.checkpoint import FrozenInfo, frozen_info, load_checkpoint
+from fzpack.errors import CheckpointError, FzpackError
 from fzpack.models.registry import create_model
 from fzpack.restore import restore
 
+__all__ = ["load_into", "load_model", "read_any"]
 
-def read_any(src: str | os.PathLike | dict, device: str | torch.device = "cpu") -> dict:
-    """A checkpoint object from a `.pt` file, a `.fzp` file (by magic bytes) or a dict."""
-    if isinstance(src, dict):
-        return src
-    path = Path(src)
-    with open(path, "rb") as f:
-        head = f.read(8)
+
+def read_any(src: str | os.PathLike | bytes | dict, device: str | torch.device = "cpu") -> dict:
+    """A checkpoint object from a `.pt` file, a `.fzp` file or its bytes (by magic bytes), or a dict."""
     from fzpack.container.layout import MAGIC
 
+    if isinstance(src, dict):
+        return src
+    if isinstance(src, (bytes, bytearray)):
+        if bytes(src[:8]) != MAGIC:
+            raise FzpackError("these bytes are not an fzpack file (bad magic bytes)")
+        return restore(bytes(src), device=device)
+    path = Path(src)
+    if not path.is_file():
+        raise FzpackError(f"no such file: {path}")
+    with open(path, "rb") as f:
+        head = f.read(8)
     return restore(path, device=device) if head == MAGIC else load_checkpoint(path)
 
 
-def load_model(src: str | os.PathLike | dict, *, device: str | torch.device = "cpu", frozen_layers: bool = False) -> nn.Module:
-    """Rebuild the network a convention checkpoint describes, weights loaded.
+def _make_trainable(model: nn.Module, info: FrozenInfo | None) -> nn.Module:
+    """Convert a model that holds a checkpoint's dense weights into its family's training form."""
+    from fzpack.families import get_family
+    from fzpack.freeze import STATE_ATTR
+
+    if info is None:
+        return model
+    family = get_family(info.method)
+    state = family.rebuild_(model, info, info.method if info.method in family.methods else next(iter(family.methods)))
+    setattr(model, STATE_ATTR, state)
+    return model
+
+
+def load_model(src: str | os.PathLike | bytes | dict, *, device: str | torch.device = "cpu", frozen_layers: bool = False) -> nn.Module:
+    """Rebuild the network a convention checkpoint describes (``fzpack.arch``), weights loaded.
 
     Args:
-        src: `model.pt`, `model.fzp` or a checkpoint dict with ``fzpack.arch`` set.
+        src: `model.pt`, `model.fzp` (path or bytes) or a checkpoint dict with ``fzpack.arch`` set.
         device: where the model lives (a `.fzp` regenerates its frozen weights there).
-        frozen_layers: return the frozen-weight twin (only trained entries are parameters),
-            ready to continue training; default a plain module for inference.
+        frozen_layers: return the family's training form (only trained entries, alphas, ... are
+            parameters), ready to continue training; default a plain module for inference.
 
     Returns:
         The module in eval mode.
@@ -47,7 +69,7 @@ def load_model(src: str | os.PathLike | dict, *, device: str | torch.device = "c
     arch = info.arch if info else None
     if not arch:
         raise CheckpointError("the checkpoint names no architecture ('fzpack.arch'); build the model yourself "
-                              "and call model.load_state_dict(ckpt['state_dict'])")
+                              "and call fzpack.load_into(model, src)")
     config = dict(arch.get("config") or {})
     # A checkpoint we read ourselves owns its tensors: build the module on "meta" and adopt them
     # (assign=True) instead of drawing a random init only to overwrite it - on VGG16-D that init
@@ -64,7 +86,46 @@ def load_model(src: str | os.PathLike | dict, *, device: str | torch.device = "c
         model = create_model(arch["name"], **config)
         model.load_state_dict(ckpt["state_dict"])
     model.to(device)
-    if frozen_layers and info and info.tensors:
-        convert_(model, info.tensors, seed=info.seed, banks=info.banks)
+    if frozen_layers:
+        _make_trainable(model, info)
     return model.eval()
 
+
+def load_into(module: nn.Module, src: str | os.PathLike | bytes | dict, *, device: str | torch.device | None = None,
+              trainable: bool = False, strict: bool = True) -> nn.Module:
+    """Load a checkpoint or `.fzp` into a module you built yourself (one not in fzpack's registry).
+
+    Args:
+        module: a plain module of the saved architecture (not frozen yet).
+        src: `model.fzp` / `model.pt` (path or bytes) or a checkpoint dict, e.g. from ``fzpack.save``.
+        device: where to regenerate and place the weights (default: the module's device).
+        trainable: also convert the module into its family's training form with the restored
+            masks, scales and offsets (``fzpack.save`` of it continues the same checkpoint).
+        strict: passed to ``load_state_dict``.
+
+    Returns:
+        ``module``, with every weight bit-identical to the saved ones.
+
+    Example:
+        >>> model = fzpack.load_into(MyNet(), "model.fzp")
+        >>> model = fzpack.load_into(MyNet(), "model.fzp", trainable=True)   # continue training
+    """
+    from fzpack.freeze import frozen_state
+
+    if frozen_state(module) is not None:
+        raise FzpackError("load_into needs a plain module; this one is already frozen (build a fresh one)")
+    if device is None:
+        first = next(iter((*module.parameters(), *module.buffers())), None)
+        device = first.device if first is not None else "cpu"
+    ckpt = read_any(src, device)
+    sd = ckpt.get("state_dict") if isinstance(ckpt, dict) and "state_dict" in ckpt else ckpt
+    if not isinstance(sd, dict):
+        raise CheckpointError("the checkpoint holds no state dict")
+    try:
+        module.load_state_dict(sd, strict=strict)
+    except RuntimeError as e:
+        raise CheckpointError(f"state dict does not fit this module: {str(e).splitlines()[0]}") from e
+    module.to(device)
+    if trainable:
+        _make_trainable(module, frozen_info(ckpt))
+    return module

@@ -23,16 +23,21 @@ from fzpack.codecs.values import ZSTD, encode_stream, zstd_dict_compress
 from fzpack.container.bytes_io import Writer, encode_varints
 from fzpack.container.file import write_container
 from fzpack.container.layout import (
-    ALIAS, DTYPE_IDS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_SCALED, FROZEN, GENERATOR_NONE, GENERATOR_PHILOX, PLAIN,
+    ALIAS, DTYPE_IDS, FLAG_ADDITIVE, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_MASK_PER_ROW, FLAG_SCALED, FROZEN, GENERATOR_NONE,
+    GENERATOR_PHILOX, PLAIN,
     ROLE_INDEX, ROLE_MASKS, ROLE_VALUES, Header, InitEntry, StreamEntry, TensorEntry,
 )
 from fzpack.container.tree import TreeEncoder
 from fzpack.errors import CheckpointError
-from fzpack.generator import generate, random_mask
+from fzpack.generator import generate, random_mask, random_mask_rows
 from fzpack.tensor_bits import bits_view, to_numpy_bytes
 
 TREE_JSON, TREE_ZSTD, TREE_ZSTD_DICT = 0, 1, 2
 _CONTEXT_DISTS = ("normal", "uniform", "bank")  # |w0| says something about saliency only for these
+
+
+class _NotCanonical(Exception):
+    """The convention's promise does not hold for a tensor: the file falls back to generic coding."""
 
 
 @dataclass
@@ -128,6 +133,13 @@ class _Packer:
         regen = (regen32 if ft.scale is None else regen32 * ft.scale).to(t.dtype)
         mask = ft.mask.to("cpu")
         k = int(mask.sum())
+        flat_mask = mask.reshape(-1)
+        additive = ft.delta is not None
+        if additive:  # DCTpS: the stored values are the offsets, and W must be exactly R + offset there
+            delta = ft.delta.detach().to("cpu").contiguous().reshape(-1)
+            expect = regen.reshape(-1)[flat_mask] + delta
+            if not torch.equal(bits_view(expect), bits_view(t.reshape(-1)[flat_mask])):
+                raise _NotCanonical(f"tensor {name!r}: trained entries are not frozen value + delta")
         differs = (bits_view(t) != bits_view(regen)) & ~mask
         exc_pos = torch.nonzero(differs.reshape(-1)).reshape(-1)
         n_exc = int(exc_pos.numel())
@@ -135,9 +147,11 @@ class _Packer:
         init = InitEntry(dist=spec.dist, params=_params(spec, name), bank=self.bank_index.get(spec.bank, 0),
                          offset=spec.offset, scheme=self._scheme(ft.scheme), scale=ft.scale)
         e = TensorEntry(name=name, dtype=t.dtype, shape=shape, kind=FROZEN, init=init, k=k,
-                        flags=FLAG_SCALED if ft.scale is not None else 0)
+                        flags=(FLAG_SCALED if ft.scale is not None else 0) | (FLAG_ADDITIVE if additive else 0))
         if torch.equal(mask, random_mask(info.seed, name, shape, k)):
             e.flags |= FLAG_MASK_FROM_SEED
+        elif _per_row_counts(mask, k) and torch.equal(mask, random_mask_rows(info.seed, name, shape, k)):
+            e.flags |= FLAG_MASK_FROM_SEED | FLAG_MASK_PER_ROW
         else:
             context = regen32.abs().numpy() if spec.dist in _CONTEXT_DISTS else None
             payload = encode_mask(mask.numpy(), context)
@@ -145,12 +159,12 @@ class _Packer:
             e.mask_length = len(payload)
             self._put(e.mask_stream, payload)
         # An exception costs its value plus a ~1-2 byte position; past half the tensor, store it all.
-        if n_exc and k + n_exc * (1 + 2 / t.element_size()) >= t.numel():
+        if n_exc and not additive and k + n_exc * (1 + 2 / t.element_size()) >= t.numel():
             e.flags |= FLAG_DENSE
             values = t.reshape(-1)
         else:
             flat = t.reshape(-1)
-            values = torch.cat([flat[mask.reshape(-1)], flat[exc_pos]])
+            values = torch.cat([delta if additive else flat[flat_mask], flat[exc_pos]])
             e.n_exceptions = n_exc
             if n_exc:
                 e.index_stream = self._index()
@@ -241,15 +255,33 @@ def pack(obj: Any, values: str = "lossless") -> PackResult:
         notes.append("no frozen structure found (no 'fzpack' entry): generic lossless coding only")
     if values != "lossless" and info is None:
         notes.append(f"--values {values} applies to the trained values of frozen tensors; there are none, so the file is lossless")
-    result = _Packer(info, values).pack(obj)
+    try:
+        result = _Packer(info, values).pack(obj)
+    except _NotCanonical as e:
+        notes.append(f"{e}; compressed generically")
+        result = _Packer(None, values).pack(obj)
     result.notes = notes + result.notes
     return result
+
+
+def _per_row_counts(mask: torch.Tensor, k: int) -> bool:
+    """Does every row hold what random_mask_rows gives it (k // R, plus one in the first k % R rows)?
+
+    A cheap test that spares the per-row regeneration for masks that cannot be per-row (SNIP).
+    """
+    if mask.dim() < 2 or mask.shape[0] == 0:
+        return False
+    rows = mask.shape[0]
+    want = k // rows + (torch.arange(rows) < k % rows).long()
+    return torch.equal(mask.reshape(rows, -1).sum(1), want)
 
 
 def _canonical(tensors: Mapping, info: FrozenInfo) -> bool:
     """Restore rebuilds 'tensors' from the table: it must be exactly what we would rebuild."""
     for name, t in tensors.items():
         ft = info.tensors[name]
+        if list(t) != ["init", "mask"] + (["delta"] if ft.delta is not None else []):
+            return False
         want = ft.init_dict()
         init = t["init"]
         if list(init) != list(want) or any(type(init[k]) is not type(want[k]) or init[k] != want[k] for k in want):
@@ -259,9 +291,9 @@ def _canonical(tensors: Mapping, info: FrozenInfo) -> bool:
 
 def _params(spec: Any, name: str) -> tuple[float, ...]:
     params = {"zeros": (), "normal": (spec.p0, spec.p1), "uniform": (spec.p0, spec.p1), "pm": (spec.p0,),
-              "bank": (spec.p0,)}.get(spec.dist)
-    if params is None:  # a generator dist (e.g. dct, generator spec 6.7) that .fzp v1 has no id for yet
-        raise CheckpointError(f"tensor {name!r}: dist {spec.dist!r} has no id in the .fzp format v1; cannot pack it")
+              "bank": (spec.p0,), "dct": ()}.get(spec.dist)
+    if params is None:  # a generator dist that this container version has no id for
+        raise CheckpointError(f"tensor {name!r}: dist {spec.dist!r} has no id in the .fzp format; cannot pack it")
     return params
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,12 +31,12 @@ from fzpack.codecs.values import LOSSY_CODECS, decode_stream, zstd_decompress_ex
 from fzpack.container.bytes_io import decode_varints
 from fzpack.container.file import DEFAULT_MAX_BYTES, read_container
 from fzpack.container.layout import (
-    ALIAS, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_SCALED, FROZEN, MAX_HEADER_BYTES, ROLE_INDEX, ROLE_MASKS, ROLE_NAMES, ROLE_VALUES, Header,
+    ALIAS, FLAG_ADDITIVE, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_MASK_PER_ROW, FLAG_SCALED, FROZEN, MAX_HEADER_BYTES, ROLE_INDEX, ROLE_MASKS, ROLE_NAMES, ROLE_VALUES, Header,
     TensorEntry, itemsize,
 )
 from fzpack.container.tree import TreeDecoder
 from fzpack.errors import CodecError, FormatError, FzpackError
-from fzpack.generator import InitSpec, generate, random_mask
+from fzpack.generator import InitSpec, generate, random_mask, random_mask_rows
 from fzpack.pack import TREE_JSON, TREE_ZSTD, TREE_ZSTD_DICT
 from fzpack.tensor_bits import from_bytes
 
@@ -82,6 +82,7 @@ class Unpacked:
     tensors: list[torch.Tensor]
     masks: dict[int, torch.Tensor]
     obj: Any
+    deltas: dict[int, torch.Tensor] = field(default_factory=dict)  # ADDITIVE tensors: their stored offsets
 
 
 def unpack(data: bytes | memoryview, *, device: str | torch.device = "cpu", max_bytes: int = DEFAULT_MAX_BYTES,
@@ -127,15 +128,18 @@ def unpack(data: bytes | memoryview, *, device: str | torch.device = "cpu", max_
                 j.future = pool.submit(_frozen, header, j, banks, device)
         tensors: list[torch.Tensor] = []
         masks: dict[int, torch.Tensor] = {}
+        deltas: dict[int, torch.Tensor] = {}
         for i, item in enumerate(plan):
             t = header.tensors[i]
             if item is None:
                 tensors.append(tensors[t.target])
             elif isinstance(item, _FrozenJob):
-                out, mask = item.future.result() if item.future is not None else _frozen(header, item, banks, device)
+                out, mask, delta = item.future.result() if item.future is not None else _frozen(header, item, banks, device)
                 item.future = None
                 tensors.append(out)
                 masks[i] = mask
+                if delta is not None:
+                    deltas[i] = delta
             else:
                 tensors.append(item.to(device))
             if progress:
@@ -148,8 +152,8 @@ def unpack(data: bytes | memoryview, *, device: str | torch.device = "cpu", max_
     for i, s in enumerate(header.streams):
         if s.role == ROLE_INDEX and cursors[i] != len(raw[i]):
             raise FormatError(f"index stream {i} has {len(raw[i]) - cursors[i]} unused bytes")
-    obj = _tree(header, tensors, masks)
-    return Unpacked(header=header, tensors=tensors, masks=masks, obj=obj)
+    obj = _tree(header, tensors, masks, deltas)
+    return Unpacked(header=header, tensors=tensors, masks=masks, obj=obj, deltas=deltas)
 
 
 def _pool_for(jobs: list[Any], device: Any) -> ThreadPoolExecutor | None:
@@ -245,11 +249,12 @@ def _values(t: TensorEntry, data: bytes, shape: tuple[int, ...]) -> torch.Tensor
     return from_bytes(data, t.dtype, shape)
 
 
-def _frozen(h: Header, job: _FrozenJob, banks: dict[str, int], device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _frozen(h: Header, job: _FrozenJob, banks: dict[str, int], device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     t, spec = job.t, job.spec
     regen32 = generate(spec, h.seed, t.name, t.shape, dtype=torch.float32, device=device, banks=banks)
     if job.mask_payload is None:
-        mask = random_mask(h.seed, t.name, t.shape, t.k, device=device)
+        draw = random_mask_rows if t.flags & FLAG_MASK_PER_ROW else random_mask
+        mask = draw(h.seed, t.name, t.shape, t.k, device=device)
         mask_np = mask.numpy() if mask.device.type == "cpu" else None
     else:
         # The codec bins |context|, so the signed values serve as well as |R32| (no copy on CPU).
@@ -260,10 +265,15 @@ def _frozen(h: Header, job: _FrozenJob, banks: dict[str, int], device: Any) -> t
             raise FormatError(f"tensor {t.name!r}: mask: {e}") from e
         mask = torch.from_numpy(np.ascontiguousarray(mask_np, dtype=np.bool_)).reshape(t.shape).to(device)
     if t.flags & FLAG_DENSE:
-        return _values(t, job.values, t.shape).to(device), mask
+        return _values(t, job.values, t.shape).to(device), mask, None
     scale = t.init.scale if t.flags & FLAG_SCALED else None
     out = (regen32 if scale is None else regen32 * scale).to(t.dtype)
     values = _values(t, job.values, (t.k + t.n_exceptions,)).to(device)
+    delta = None
+    if t.flags & FLAG_ADDITIVE:  # trained entries are R + offset, in the tensor's dtype (section 4.2)
+        delta = values[: t.k].clone()
+        sel = mask.reshape(-1)
+        values = torch.cat([out.view(-1)[sel] + values[: t.k], values[t.k :]])
     flat = out.view(-1)
     # On the CPU, write through numpy at the mask's positions (in order, as indexing with the bool
     # mask does): torch's indexing kernels pay a thread start-up that dwarfs these small writes.
@@ -280,7 +290,7 @@ def _frozen(h: Header, job: _FrozenJob, banks: dict[str, int], device: Any) -> t
             flat.numpy()[pos] = values[t.k :].numpy()
         else:
             flat[torch.from_numpy(pos).to(device)] = values[t.k :]
-    return out, mask
+    return out, mask, delta
 
 
 _NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
@@ -310,7 +320,7 @@ def _tree_json(h: Header) -> bytes:
         raise FormatError(f"tree: {e}") from e
 
 
-def _tree(h: Header, tensors: list[torch.Tensor], masks: dict[int, torch.Tensor]) -> Any:
+def _tree(h: Header, tensors: list[torch.Tensor], masks: dict[int, torch.Tensor], deltas: dict[int, torch.Tensor]) -> Any:
     tree = _tree_json(h)
 
     def tensor(i: int) -> torch.Tensor:
@@ -329,6 +339,8 @@ def _tree(h: Header, tensors: list[torch.Tensor], masks: dict[int, torch.Tensor]
             ft = FrozenTensor(spec=_spec(h, t), mask=masks[i].cpu(), scheme=h.schemes[t.init.scheme] if h.schemes else "",
                               scale=t.init.scale if t.flags & FLAG_SCALED else None)
             out[t.name] = {"init": ft.init_dict(), "mask": ft.mask}
+            if i in deltas:
+                out[t.name]["delta"] = deltas[i].cpu()
         return out
 
     return TreeDecoder(tensor, lambda i: h.tensors[i].name if i < len(h.tensors) else "", {"$fzt": fzt}).decode(tree)

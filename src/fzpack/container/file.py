@@ -17,7 +17,7 @@ import struct
 import zlib
 
 from fzpack.container.layout import (
-    ALIAS, MAGIC, MAX_HEADER_BYTES, PREAMBLE_SIZE, VERSION, Header, decode_header, encode_header, itemsize,
+    ALIAS, MAGIC, MAX_HEADER_BYTES, PREAMBLE_SIZE, VERSION, Header, decode_header, encode_header, itemsize, minor_version,
 )
 from fzpack.errors import FormatError
 
@@ -39,12 +39,12 @@ def write_container(header: Header, stored: list[bytes]) -> bytes:
     body = encode_header(header)
     if len(body) > MAX_HEADER_BYTES:
         raise FormatError(f"header of {len(body)} bytes exceeds the format's {MAX_HEADER_BYTES} byte limit")
-    pre = MAGIC + struct.pack("<BBHII", VERSION[0], VERSION[1], 0, len(body), crc32(body))
+    pre = MAGIC + struct.pack("<BBHII", VERSION[0], minor_version(header), 0, len(body), crc32(body))
     return b"".join([pre, body, *stored])
 
 
-def read_preamble(data: bytes | memoryview) -> tuple[int, int]:
-    """Validate magic, version and flags; returns (header length, header crc)."""
+def read_preamble(data: bytes | memoryview) -> tuple[int, int, int]:
+    """Validate magic, version and flags; returns (header length, header crc, minor version)."""
     if len(data) < PREAMBLE_SIZE:
         raise FormatError(f"file is {len(data)} bytes, too short to be an fzpack file")
     if bytes(data[:8]) != MAGIC:
@@ -61,7 +61,7 @@ def read_preamble(data: bytes | memoryview) -> tuple[int, int]:
         raise FormatError(f"unknown preamble flags {flags:#06x}")
     if hlen > MAX_HEADER_BYTES or hlen > len(data) - PREAMBLE_SIZE:
         raise FormatError(f"header length {hlen} does not fit in a file of {len(data)} bytes")
-    return hlen, hcrc
+    return hlen, hcrc, minor
 
 
 def restored_bytes(h: Header) -> int:
@@ -90,11 +90,11 @@ def read_container(data: bytes | memoryview, max_bytes: int | None = None) -> tu
     big to restore is refused before a single stream byte is hashed.
     """
     view = memoryview(data)
-    hlen, hcrc = read_preamble(view)
+    hlen, hcrc, minor = read_preamble(view)
     body = view[PREAMBLE_SIZE : PREAMBLE_SIZE + hlen]
     if crc32(body) != hcrc:
         raise FormatError("header checksum mismatch: the file is corrupted")
-    header = decode_header(bytes(body))
+    header = decode_header(bytes(body), minor)
     pos = PREAMBLE_SIZE + hlen
     total = sum(s.stored_length for s in header.streams)
     if total != len(view) - pos:

@@ -15,7 +15,7 @@ from fzpack.container.bytes_io import Reader, Writer
 from fzpack.errors import FormatError
 
 MAGIC = b"\x89FZP\r\n\x1a\n"
-VERSION = (1, 0)
+VERSION = (1, 1)  # the newest this code reads; a writer records the oldest minor its file needs
 PREAMBLE_SIZE = 20  # magic 8, major 1, minor 1, flags 2, header length 4, header crc 4
 MAX_HEADER_BYTES = 64 << 20
 MAX_NDIM = 32
@@ -33,16 +33,20 @@ PLAIN, FROZEN, ALIAS = 0, 1, 2
 FLAG_DENSE = 1  # every element stored: cheaper than coding its exceptions
 FLAG_MASK_FROM_SEED = 2  # mask == random_mask(seed, name, shape, k): zero bytes
 FLAG_SCALED = 4  # frozen entries are float32(generate(spec) * scale), scale an f32 after the params
-KNOWN_FLAGS = FLAG_DENSE | FLAG_MASK_FROM_SEED | FLAG_SCALED
+FLAG_MASK_PER_ROW = 8  # 1.1, with MASK_FROM_SEED: mask == random_mask_rows(...) ("equal per filter")
+FLAG_ADDITIVE = 16  # 1.1: trained entries are R[i] + v (DCTpS offsets) instead of v
+KNOWN_FLAGS = FLAG_DENSE | FLAG_MASK_FROM_SEED | FLAG_SCALED | FLAG_MASK_PER_ROW | FLAG_ADDITIVE
+FLAGS_1_1 = FLAG_MASK_PER_ROW | FLAG_ADDITIVE
 
 # Stream roles and codecs (section 3).
 ROLE_VALUES, ROLE_MASKS, ROLE_INDEX = 0, 1, 2
 ROLE_NAMES = {ROLE_VALUES: "values", ROLE_MASKS: "masks", ROLE_INDEX: "index"}
 
 # Distribution ids of the frozen init (formats/generator-v1.md) and how many f32 params each has.
-DISTS = {0: "zeros", 1: "normal", 2: "uniform", 3: "pm", 4: "bank"}
+DISTS = {0: "zeros", 1: "normal", 2: "uniform", 3: "pm", 4: "bank", 5: "dct"}
 DIST_IDS = {v: k for k, v in DISTS.items()}
-DIST_NPARAMS = {"zeros": 0, "normal": 2, "uniform": 2, "pm": 1, "bank": 1}
+DIST_NPARAMS = {"zeros": 0, "normal": 2, "uniform": 2, "pm": 1, "bank": 1, "dct": 0}
+DISTS_1_1 = frozenset({"dct"})
 
 # dtype table (section 4.1); torch dtypes without numpy twins travel as raw bits.
 DTYPES: dict[int, torch.dtype] = {
@@ -122,6 +126,18 @@ class Header:
     tree: bytes = b""
 
 
+def minor_version(h: Header) -> int:
+    """The oldest minor version that can read ``h``: 1 if it uses a 1.1 feature, else 0.
+
+    Writing the oldest sufficient minor keeps files without new features readable by 1.0 readers
+    (and the 1.0 test vectors byte-identical).
+    """
+    for t in h.tensors:
+        if t.kind == FROZEN and (t.flags & FLAGS_1_1 or (t.init is not None and t.init.dist in DISTS_1_1)):
+            return 1
+    return 0
+
+
 def encode_header(h: Header) -> bytes:
     w = Writer()
     w.u8(h.generator)
@@ -182,8 +198,8 @@ def _encode_tensor(w: Writer, t: TensorEntry) -> None:
     w.varint(t.stream)
 
 
-def decode_header(body: bytes) -> Header:
-    """Parse and validate a header body. Raises FormatError on any inconsistency."""
+def decode_header(body: bytes, minor: int = VERSION[1]) -> Header:
+    """Parse and validate a header body of a file of version 1.``minor``. Raises FormatError on any inconsistency."""
     r = Reader(body, "header")
     h = Header()
     h.generator = r.u8()
@@ -211,6 +227,9 @@ def decode_header(body: bytes) -> Header:
     h.tree = r.blob(MAX_HEADER_BYTES, "tree")
     r.expect_end()
     _validate(h)
+    if minor_version(h) > minor:
+        raise FormatError(f"the file says version 1.{minor} but uses 1.{minor_version(h)} features "
+                          "(distribution dct, per-row or additive frozen tensors)")
     return h
 
 
@@ -297,6 +316,12 @@ def _validate(h: Header) -> None:
                 raise FormatError(f"tensor {t.name!r}: trained/exception counts exceed its size {n}")
             if t.flags & FLAG_DENSE and t.n_exceptions:
                 raise FormatError(f"tensor {t.name!r}: dense tensors carry no exceptions")
+            if t.flags & FLAG_MASK_PER_ROW and not t.flags & FLAG_MASK_FROM_SEED:
+                raise FormatError(f"tensor {t.name!r}: MASK_PER_ROW needs MASK_FROM_SEED")
+            if t.flags & FLAG_ADDITIVE and t.flags & FLAG_DENSE:
+                raise FormatError(f"tensor {t.name!r}: ADDITIVE and DENSE exclude each other")
+            if t.init is not None and t.init.dist == "dct" and len(t.shape) < 2:
+                raise FormatError(f"tensor {t.name!r}: dist dct needs at least 2 dimensions")
             if not t.flags & FLAG_MASK_FROM_SEED:
                 if t.mask_length > mask_payload_limit(n):
                     raise FormatError(f"tensor {t.name!r}: a {t.mask_length}-byte mask payload exceeds the codec's "

@@ -21,7 +21,7 @@ def _parent(model: nn.Module, path: str) -> tuple[nn.Module, str]:
 
 
 def convert_(model: nn.Module, frozen: Mapping[str, FrozenTensor], *, seed: int, banks: dict[str, int] | None = None,
-             decay_frozen: bool = False) -> nn.Module:
+             scale_mode: str = "none", additive: bool = False, decay_frozen: bool = False) -> nn.Module:
     """Replace each Linear/Conv2d whose weight is in ``frozen`` by its frozen-weight twin, in place.
 
     The layer's current weight supplies the initial trained values; its frozen entries are
@@ -32,7 +32,12 @@ def convert_(model: nn.Module, frozen: Mapping[str, FrozenTensor], *, seed: int,
         model: the plain model (after ``freeze_`` or loaded from a checkpoint).
         frozen: ``{"fc1.weight": FrozenTensor, ...}`` (init spec + mask).
         seed: the checkpoint's seed.
-        decay_frozen: FreezeNet-WD: weight decay also shrinks the frozen part (exact scale).
+        banks: bank name -> length, for tensors drawn from a shared bank (LCResNet).
+        scale_mode: ``"none"``, ``"decay"`` (FreezeNet-WD: weight decay also shrinks the frozen
+            part, exact scale) or ``"train"`` (DCTpS: a trainable alpha per layer).
+        additive: trained entries are offsets added to the frozen value (DCTpS); a template with
+            a ``delta`` is always additive.
+        decay_frozen: shorthand for ``scale_mode="decay"``.
 
     Returns:
         ``model`` itself, whose ``parameters()`` now hold only trained entries, biases and BN.
@@ -51,7 +56,8 @@ def convert_(model: nn.Module, frozen: Mapping[str, FrozenTensor], *, seed: int,
             raise FzpackError(f"{name!r} is already converted")
         if type(base) not in (nn.Linear, nn.Conv2d):
             raise FzpackError(f"{name!r} belongs to a {type(base).__name__}; frozen layers exist for Linear and Conv2d")
-        fw = FrozenWeight(ft, seed, name, base.weight.detach(), banks=banks, decay_frozen=decay_frozen)
+        fw = FrozenWeight(ft, seed, name, base.weight.detach(), banks=banks, scale_mode="decay" if decay_frozen else scale_mode,
+                          additive=additive or ft.delta is not None)
         setattr(parent, attr, FrozenLinear(base, fw) if isinstance(base, nn.Linear) else FrozenConv2d(base, fw))
     return model
 

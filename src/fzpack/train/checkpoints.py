@@ -22,7 +22,7 @@ from torch import nn
 from fzpack.checkpoint import frozen_info, load_checkpoint, make_checkpoint, save_checkpoint
 from fzpack.layers import dense_state_dict, frozen_entries
 from fzpack.train.config import TrainConfig, TrainError
-from fzpack.train.methods import BuiltModel, rebuild_model
+from fzpack.train.build import BuiltModel, rebuild_model
 
 __all__ = ["LoopState", "final_checkpoint", "resume_path", "save_resume", "load_resume"]
 
@@ -81,11 +81,11 @@ def final_checkpoint(model: nn.Module, built: BuiltModel, config: TrainConfig, m
         metadata: primitives for ``fzpack.metadata`` (data set, accuracies, seeds ...).
 
     Returns:
-        A dict for `fzpack.save_checkpoint` / `fzpack.compress`.
+        A dict for `fzpack.checkpoint.save_checkpoint` / `fzpack.compress`.
     """
     frozen = frozen_entries(model, built.templates) if built.templates else {}
-    return make_checkpoint(dense_state_dict(model), frozen, seed=config.seed, method=config.method, arch=built.arch,
-                           metadata=metadata)
+    return make_checkpoint(dense_state_dict(model), frozen, seed=built.state.seed, method=built.state.method,
+                           banks=built.state.banks, arch=built.arch, metadata={**built.state.record, **metadata})
 
 
 def save_resume(path: str | os.PathLike, model: nn.Module, built: BuiltModel, config: TrainConfig,
@@ -145,7 +145,7 @@ def load_resume(path: str | os.PathLike, config: TrainConfig) -> Resumed:
         raise TrainError(f"{path}: not an fzpack training checkpoint (no 'train' entry)")
     if extra.get("version", 0) > RESUME_VERSION:
         raise TrainError(f"{path}: resume format {extra.get('version')} is newer than this fzpack reads")
-    saved = TrainConfig.from_dict(extra["config"])
+    saved = TrainConfig.from_dict(extra["config"]).resolve()
     changed = saved.differences(config, ignore=TrainConfig.RESUMABLE_CHANGES)
     if changed:
         raise TrainError(f"{path}: cannot resume with a different {', '.join(changed)} "

@@ -14,22 +14,25 @@ RNG is never seeded, read or advanced.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from fzpack.errors import FzpackError
+from fzpack.families import get_family, list_methods
+from fzpack.seeds import derive_seed
 
 __all__ = ["CONFIG_VERSION", "METHODS", "INIT_SCHEMES", "TrainConfig", "TrainError", "derive_seed"]
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2  # 2: family options and optimiser choice; version 1 records still load (same meaning)
 
-# How the trainable weights are chosen and what the others become (see fzpack.train.methods).
-METHODS = ("freezenet", "freezenet-wd", "freezenet-reinit", "snip", "random-mask", "dense")
+# How the trainable weights are chosen and what the others become: the family registry's methods.
+METHODS = tuple(list_methods())
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("step", "cosine", "constant")
 # Variance-scaling schemes the paper compares (section 4.5); any fzpack.generator scheme that
 # needs no extra arguments would work, these are the ones we expose and test.
-INIT_SCHEMES = ("xavier_normal", "kaiming_uniform", "pm_sigma")
+INIT_SCHEMES = ("xavier_normal", "kaiming_uniform", "pm_sigma", "torch_default")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_DTYPES = ("float16", "bfloat16")
 
@@ -38,34 +41,18 @@ class TrainError(FzpackError):
     """A bad training configuration, an incompatible resume file, or a run that cannot start."""
 
 
-def derive_seed(seed: int, purpose: str) -> int:
-    """A 32-bit seed for one purpose of a run, a pure function of ``(seed, purpose)``.
-
-    BLAKE2b of the pair, so neighbouring seeds give unrelated streams and the value is the same
-    on every platform and Python version (unlike ``hash()``).
-
-    Args:
-        seed: the run's seed.
-        purpose: a short label, e.g. ``"data"``, ``"reinit-mask"``.
-
-    Returns:
-        An int in ``[0, 2**32)``.
-
-    Example:
-        >>> derive_seed(2026, "data") != derive_seed(2027, "data")
-        True
-    """
-    digest = hashlib.blake2b(f"fzpack.train/{int(seed)}/{purpose}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little")
-
-
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (defaults: FreezeNet paper, supplementary S1.1).
+    """Everything that defines a training run (defaults: each family's paper).
+
+    Fields left at None take the family's paper value (`fzpack.families.TrainDefaults`):
+    `resolve` fills them in, and the resolved config is what a run saves and resumes with.
 
     Attributes:
-        version: schema version of this record (1).
-        method: freezenet | freezenet-wd | freezenet-reinit | snip | random-mask | dense.
+        version: schema version of this record (2; version 1 records load unchanged).
+        method: a registered method (``fzpack.families.list_methods()``): freezenet |
+            freezenet-wd | freezenet-reinit | snip | random-mask | dense | dctps | sparse-epl |
+            lc-frozen | lc-learnable.
         arch: model registry name (``fzpack.models.registry.list_models()``).
         arch_config: constructor overrides; ``num_classes``/``in_channels``/``input_size`` are
             filled from the data set where the constructor takes them.
@@ -73,8 +60,15 @@ class TrainConfig:
         data_dir: directory of the data files (None: the reader's default).
         synthetic_size: training images of the ``synthetic`` data set (None: registry size).
         synthetic_seed: which synthetic task (fixed per task, like a real data set; not the run seed).
-        freeze_rate: q, the fraction of Linear/Conv weights that are not trained (ignored by dense).
-        init: init scheme of the weights (xavier_normal, the paper's default; kaiming_uniform; pm_sigma).
+        freeze_rate: q, the fraction of Linear/Conv weights that are not trained (FreezeNet family).
+        density: dctps / sparse-epl: fraction of Linear/Conv weights that train (None: 1 - freeze_rate).
+        allocation: dctps / sparse-epl: support allocation, epl (equal per layer) or epf (per filter).
+        share: lc-frozen: weight sharing of the frozen spatial convs, none | global | recycled.
+        bank_fraction: lc-frozen with recycled sharing: the bank is 1/R of the largest layer.
+        l1: LC: L1 penalty on the 1x1 convs (the paper's lambda).
+        prune_1x1: LC: fraction rho of the 1x1 weights pruned by magnitude after training.
+        init: init scheme of the weights (None: the family's; FreezeNet: xavier_normal, the paper's
+            default; kaiming_uniform; pm_sigma; the Sparse baseline: torch_default).
         reinit: freezenet-reinit only: scheme B of Algorithm S1 (None: same as ``init``).
         seed: 32-bit seed of the init, the mask and the checkpoint.
         data_seed: seed of split, order and augmentation (None: ``derive_seed(seed, "data")``).
@@ -84,8 +78,12 @@ class TrainConfig:
             limit goes on with the next epoch.
         batch_size: global batch size (None: the data set's paper value, 100 or 128).
         eval_batch_size: batch size of validation and test passes.
-        lr, momentum, weight_decay: SGD; weight decay applies to trained parameters only
-            (freezenet-wd additionally decays the frozen weights, paper section 4.2).
+        optimizer: sgd | adam (None: the family's).
+        lr, momentum, weight_decay: weight decay applies to trained parameters only
+            (freezenet-wd additionally decays the frozen weights, paper section 4.2). None: the family's.
+        nesterov: SGD with Nesterov momentum (None: the family's; LC: yes).
+        lr_schedule: step (drops below) | cosine (annealed to 0 over the run) | constant.
+        label_smoothing: of the cross-entropy loss (None: the family's; LC: 0.1).
         lr_gamma: factor of each learning-rate drop (0.1 = divide by 10).
         lr_drop_every: steps between drops (None: paper's 25k for MNIST-like, 30k for CIFAR; 0: never).
         lr_drop_epochs, lr_drop_steps: explicit drop points; when any is given they replace
@@ -111,7 +109,13 @@ class TrainConfig:
     synthetic_size: int | None = None
     synthetic_seed: int = 0
     freeze_rate: float = 0.99
-    init: str = "xavier_normal"
+    density: float | None = None
+    allocation: str = "epl"
+    share: str = "none"
+    bank_fraction: int = 16
+    l1: float = 0.0
+    prune_1x1: float = 0.0
+    init: str | None = None
     reinit: str | None = None
     seed: int = 0
     data_seed: int | None = None
@@ -119,9 +123,13 @@ class TrainConfig:
     max_steps: int | None = None
     batch_size: int | None = None
     eval_batch_size: int = 1000
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    optimizer: str | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
+    weight_decay: float | None = None
+    lr_schedule: str | None = None
+    label_smoothing: float | None = None
     lr_gamma: float = 0.1
     lr_drop_every: int | None = None
     lr_drop_epochs: tuple[int, ...] = ()
@@ -161,10 +169,10 @@ class TrainConfig:
 
         if self.version != CONFIG_VERSION:
             raise bad(f"version {self.version} is not supported (this fzpack writes version {CONFIG_VERSION})")
-        if self.method not in METHODS:
-            raise bad(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
-        for name in ("init",) + (("reinit",) if self.reinit is not None else ()):
-            if getattr(self, name) not in INIT_SCHEMES:
+        if self.method not in list_methods():
+            raise bad(f"unknown method {self.method!r}; expected one of {', '.join(list_methods())}")
+        for name in ("init", "reinit"):
+            if getattr(self, name) is not None and getattr(self, name) not in INIT_SCHEMES:
                 raise bad(f"{name} scheme {getattr(self, name)!r} is not one of {', '.join(INIT_SCHEMES)}")
         if not isinstance(self.freeze_rate, (int, float)) or not 0.0 <= self.freeze_rate < 1.0:
             raise bad(f"freeze_rate must be in [0, 1), got {self.freeze_rate!r}")
@@ -179,10 +187,22 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and int(v) < low:
                 raise bad(f"{name} must be >= {low} or unset, got {v!r}")
-        for name in ("lr", "momentum", "weight_decay", "lr_gamma"):
+        for name in ("lr", "momentum", "weight_decay", "lr_gamma", "label_smoothing", "l1"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0):
                 raise bad(f"{name} must be a finite number >= 0, got {v!r}")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise bad(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
+            raise bad(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.density is not None and not 0.0 < self.density <= 1.0:
+            raise bad(f"density must be in (0, 1], got {self.density!r}")
+        if self.label_smoothing is not None and self.label_smoothing >= 1.0:
+            raise bad(f"label_smoothing must be < 1, got {self.label_smoothing!r}")
+        try:  # the family checks its own options (allocation, share, bank fraction, prune rate ...)
+            self.family_config()
+        except FzpackError as e:
+            raise bad(str(e)) from None
         if any(e < 0 for e in self.lr_drop_epochs + self.lr_drop_steps):
             raise bad("lr drop points must be >= 0")
         if not 0.0 <= self.val_split < 1.0:
@@ -197,10 +217,33 @@ class TrainConfig:
             raise bad("arch_config must be a dict")
         return self
 
-    @property
-    def reinit_scheme(self) -> str:
-        """Scheme B of Algorithm S1 (FreezeNet-A-B); equals ``init`` unless ``reinit`` is set."""
-        return self.reinit if self.reinit is not None else self.init
+    def family_config(self) -> Any:
+        """The family config of this run (`FreezeNetConfig`, `DCTpSConfig`, `LCConfig`, `DenseConfig`)."""
+        family = get_family(self.method)
+        options = {"rate": self.freeze_rate, "seed": self.seed, "init": self.init, "reinit_init": self.reinit,  # None: family's
+                   "density": self.density if self.density is not None else 1.0 - self.freeze_rate,
+                   "allocation": self.allocation, "share": self.share, "bank_fraction": self.bank_fraction,
+                   "l1": self.l1, "prune_1x1": self.prune_1x1}
+        config = family.config_from_train(self.method, options)
+        return config.validate() if hasattr(config, "validate") else config
+
+    def resolve(self) -> TrainConfig:
+        """A copy with every None optimiser field set to the family's paper value (`TrainDefaults`).
+
+        Example:
+            >>> TrainConfig(method="dctps").resolve().optimizer
+            'adam'
+        """
+        defaults = get_family(self.method).train_defaults(self.family_config())
+        out = TrainConfig.from_dict(self.to_dict())
+        for name in ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "lr_schedule", "label_smoothing"):
+            if getattr(out, name) is None:
+                setattr(out, name, getattr(defaults, name))
+        if out.batch_size is None and defaults.batch_size is not None:
+            out.batch_size = defaults.batch_size
+        if out.init is None:
+            out.init = getattr(self.family_config(), "init", None)
+        return out
 
     @property
     def resolved_data_seed(self) -> int:
@@ -238,6 +281,7 @@ class TrainConfig:
         version = d.get("version", CONFIG_VERSION)
         if not isinstance(version, int) or version > CONFIG_VERSION:
             raise TrainError(f"training config: version {version!r} is newer than this fzpack ({CONFIG_VERSION}); upgrade fzpack")
+        d = {**d, "version": CONFIG_VERSION}  # version 1 has a subset of the fields, with the same meaning
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -1,17 +1,20 @@
-"""The training loop: SGD on the trained entries, validation, early stopping, checkpoints.
+"""The training loop: the family's optimiser on the trained entries, validation, early stopping, checkpoints.
 
-`train` runs one configuration end to end (FreezeNet paper section 4 and supplementary S1.1):
+`train` runs one configuration end to end (FreezeNet paper section 4 and supplementary S1.1;
+the other families' papers for their defaults, `fzpack.families.TrainDefaults`):
 
 1. load the data, split off the validation set (9/1 by default), draw the saliency batch;
-2. build the model of the method (`fzpack.train.methods`): after ``convert_`` only trained
-   entries, biases and BatchNorm are Parameters, so SGD's momentum and weight decay touch those
-   only ("weight decay on the trainable parameters only", section 4); freezenet-wd also decays
-   the frozen part after every step with the same lr, weight decay and momentum (section 4.2);
-3. per epoch: SGD (momentum 0.9, lr 0.1 divided by 10 at the configured points), then the
-   validation accuracy; the best epoch's weights are kept (the paper's early stopping) and
-   ``patience`` epochs without improvement end the run;
-4. the test accuracy of the kept weights, then ``model.pt`` (checkpoint convention) and
-   ``metrics.json``; a resume checkpoint ``model.resume.pt`` is written after every epoch.
+2. build the model of the method (`fzpack.train.build`: the family's ``transform_``): only
+   trained entries (and alphas), biases and BatchNorm are Parameters, so momentum and weight
+   decay touch those only ("weight decay on the trainable parameters only", section 4); the
+   family's hooks run after every step (freezenet-wd decays its frozen part, section 4.2) and
+   add to the loss (LC: L1 on the 1x1 convs);
+3. per epoch: SGD (optionally Nesterov) or Adam at the scheduled lr (step drops, cosine, or
+   constant), then the validation accuracy; the best epoch's weights are kept (the paper's
+   early stopping) and ``patience`` epochs without improvement end the run;
+4. the family's ``finalize_`` (LC: 1x1 magnitude pruning), the test accuracy of the kept
+   weights, then ``model.pt`` (checkpoint convention) and ``metrics.json``; a resume
+   checkpoint ``model.resume.pt`` is written after every epoch.
 
 Determinism: data order and augmentation depend on (data seed, epoch) only, init and mask on
 the seed only, and the learning rate is a pure function of the step, so a run resumed from its
@@ -35,12 +38,12 @@ from torch import nn
 from tqdm import tqdm
 
 from fzpack.checkpoint import save_checkpoint
-from fzpack.layers import decay_frozen_
+from fzpack.train.build import BuiltModel
 from fzpack.train.checkpoints import LoopState, final_checkpoint, load_resume, resume_path, save_resume
 from fzpack.train.config import TrainConfig, TrainError
 from fzpack.train.data import RunData, load_run_data
 from fzpack.train.distributed import DistContext, setup, teardown, wrap_ddp
-from fzpack.train.methods import build_model
+from fzpack.train.build import build_model
 from fzpack.train.metrics import METRICS_VERSION, evaluate, write_metrics
 
 __all__ = ["TrainResult", "lr_at", "train", "paper_lr_drop_every"]
@@ -82,19 +85,42 @@ def lr_at(config: TrainConfig, step: int, steps_per_epoch: int, dataset: str) ->
         dataset: data set name (for the paper's default drop interval).
 
     Returns:
-        ``lr * gamma ** (number of drop points <= step)``.
+        step schedule: ``lr * gamma ** (number of drop points <= step)``; cosine:
+        ``lr * (1 + cos(pi * step / total)) / 2`` over ``total = epochs * steps_per_epoch`` steps
+        (or ``max_steps`` when smaller); constant: ``lr``.
 
     Example:
-        >>> lr_at(TrainConfig(lr_drop_epochs=(2,)), 2 * 540, 540, "mnist")
+        >>> lr_at(TrainConfig(lr=0.1, lr_drop_epochs=(2,)), 2 * 540, 540, "mnist")
         0.010000000000000002
     """
+    lr = config.lr if config.lr is not None else 0.1
+    schedule = config.lr_schedule or "step"
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        total = config.epochs * steps_per_epoch
+        if config.max_steps is not None:
+            total = min(total, config.max_steps)
+        return lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
     if config.lr_drop_epochs or config.lr_drop_steps:
         points = [e * steps_per_epoch for e in config.lr_drop_epochs] + list(config.lr_drop_steps)
         drops = sum(1 for p in points if p <= step)
     else:
         every = paper_lr_drop_every(dataset) if config.lr_drop_every is None else config.lr_drop_every
         drops = step // every if every else 0
-    return config.lr * config.lr_gamma ** drops
+    return lr * config.lr_gamma ** drops
+
+
+def make_optimizer(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, optionally Nesterov) or Adam over ``params`` with the run's resolved settings.
+
+    Weight decay is the optimizers' own (L2 added to the gradient), on exactly the parameters
+    given: the trained entries, alphas, biases and BatchNorm, never the frozen part.
+    """
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                           nesterov=bool(config.nesterov))
 
 
 def _amp(config: TrainConfig, device: torch.device, log: Log | None) -> tuple[Any, Any]:
@@ -112,9 +138,10 @@ def _amp(config: TrainConfig, device: torch.device, log: Log | None) -> tuple[An
 
 
 def _epoch(net: nn.Module, model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, autocast: Any,
-           batches: Any, config: TrainConfig, state: LoopState, steps_per_epoch: int, decay: bool,
+           batches: Any, config: TrainConfig, state: LoopState, steps_per_epoch: int, built: BuiltModel,
            bar_on: bool, ctx: DistContext) -> dict[str, float]:
-    """One epoch of SGD; stops early at ``max_steps``. Returns mean loss and accuracy (all ranks), steps."""
+    """One epoch of training; stops early at ``max_steps``. Returns mean loss and accuracy (all ranks), steps."""
+    family, fstate = built.family, built.state
     net.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=batches.device)
     correct = torch.zeros((), dtype=torch.int64, device=batches.device)
@@ -129,11 +156,13 @@ def _epoch(net: nn.Module, model: nn.Module, opt: torch.optim.Optimizer, scaler:
             group["lr"] = lr
         with autocast():
             out = net(x)
-            loss = F.cross_entropy(out.float(), y)
+            loss = F.cross_entropy(out.float(), y, label_smoothing=config.label_smoothing or 0.0)
+            penalty = family.regularizer(model, fstate)
+            objective = loss if penalty is None else loss + penalty
         opt.zero_grad(set_to_none=True)
         stepped = True
         if scaler is not None:
-            scaler.scale(loss).backward()
+            scaler.scale(objective).backward()
             before = scaler.get_scale()
             scaler.step(opt)
             scaler.update()
@@ -141,10 +170,10 @@ def _epoch(net: nn.Module, model: nn.Module, opt: torch.optim.Optimizer, scaler:
             # so the frozen part sees exactly the steps the optimizer took.
             stepped = scaler.get_scale() >= before
         else:
-            loss.backward()
+            objective.backward()
             opt.step()
-        if decay and stepped:
-            decay_frozen_(model, lr, config.weight_decay, config.momentum)
+        if stepped:
+            family.after_step(model, fstate, lr=lr, weight_decay=config.weight_decay, momentum=config.momentum)
         state.step += 1
         steps += 1
         n = y.shape[0]
@@ -161,7 +190,7 @@ def _epoch(net: nn.Module, model: nn.Module, opt: torch.optim.Optimizer, scaler:
             "train_accuracy": correct_total / seen_total if seen_total else 0.0, "steps": steps}
 
 
-def _metadata(config: TrainConfig, data: RunData, info: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def _metadata(config: TrainConfig, data: RunData, extra: dict[str, Any]) -> dict[str, Any]:
     """Flat primitives for the checkpoint's ``fzpack.metadata`` (formats/checkpoint-v1.md).
 
     Kept short on purpose: it is stored in every `.fzp` header. q and the init scheme are
@@ -170,9 +199,6 @@ def _metadata(config: TrainConfig, data: RunData, info: dict[str, Any], extra: d
     meta: dict[str, Any] = {"dataset": data.info.name, "data_seed": data.data_seed}
     if data.info.name == "synthetic":  # which synthetic task: `fzpack evaluate` needs it
         meta.update(synthetic_seed=config.synthetic_seed, synthetic_size=len(data.train_x) + len(data.val_x))
-    for key in ("mask_seed", "reinit_scheme"):
-        if key in info:
-            meta[key] = info[key]
     meta.update(extra)
     return meta
 
@@ -200,7 +226,7 @@ def train(config: TrainConfig, output: str | os.PathLike | None = None, *, resum
         >>> result = train(cfg, "run/model.pt")
         >>> result.metrics["test_accuracy"]
     """
-    config.validate()
+    config = config.validate().resolve()  # every None option now holds the family's paper value
     if resume and output is None:
         raise TrainError("resume needs an output path (the resume checkpoint lives beside it)")
     ctx = setup(config.device)
@@ -229,7 +255,7 @@ def _train(config: TrainConfig, ctx: DistContext, output: Path | None, resume: b
     model = built.model.to(ctx.device)
     net = wrap_ddp(model, ctx)
     # Weight decay on every Parameter = on the trained entries, biases and BN only (section 4).
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    opt = make_optimizer(model.parameters(), config)
     autocast, scaler = _amp(config, ctx.device, log)
     if resumed is not None:
         opt.load_state_dict(resumed.optimizer)
@@ -249,7 +275,7 @@ def _train(config: TrainConfig, ctx: DistContext, output: Path | None, resume: b
             break
         te = time.perf_counter()
         batches.set_epoch(state.epoch)
-        stats = _epoch(net, model, opt, scaler, autocast, batches, config, state, steps_per_epoch, built.decay_frozen,
+        stats = _epoch(net, model, opt, scaler, autocast, batches, config, state, steps_per_epoch, built,
                        bar_on=config.progress and ctx.is_main, ctx=ctx)
         state.epoch += 1
         row: dict[str, Any] = {"epoch": state.epoch, **stats,
@@ -274,13 +300,14 @@ def _train(config: TrainConfig, ctx: DistContext, output: Path | None, resume: b
                 f"{val_txt} | lr {row['lr']:g} | {row['steps']} steps {row['seconds']:.1f} s")
         if rfile is not None and ctx.is_main and config.save_every and state.epoch % config.save_every == 0:
             state.elapsed = prior + time.perf_counter() - t0
-            save_resume(rfile, model, built, config, opt, scaler, state, _metadata(config, data, built.info, {}))
+            save_resume(rfile, model, built, config, opt, scaler, state, _metadata(config, data, {}))
         if state.stopped_early and log:
             log("stopped: the training loss is not finite (diverged)" if not math.isfinite(row["train_loss"])
                 else f"early stop: no better validation accuracy for {config.patience} epochs")
 
     if config.keep_best and state.best_state is not None:
         model.load_state_dict(state.best_state)
+    built.family.finalize_(model, built.state)  # e.g. LC's 1x1 magnitude pruning, after training (no fine-tuning)
     model.eval()
     test = evaluate(model, data.test_x, data.test_y, **eval_kw)
     wall = prior + time.perf_counter() - t0
@@ -289,9 +316,10 @@ def _train(config: TrainConfig, ctx: DistContext, output: Path | None, resume: b
                "val_accuracy": state.best_val if state.best_epoch is not None else None, "best_epoch": state.best_epoch,
                "epochs_run": state.epoch, "steps": state.step}
     meta_results = {k: results[k] for k in ("test_accuracy", "val_accuracy", "best_epoch", "epochs_run", "steps")}
-    ckpt = final_checkpoint(model, built, config, _metadata(config, data, info, meta_results))
+    ckpt = final_checkpoint(model, built, config, _metadata(config, data, meta_results))
     metrics = {
-        "version": METRICS_VERSION, "method": config.method, "arch": built.arch, "dataset": data.info.name,
+        "version": METRICS_VERSION, "method": config.method, "family": built.family.name,
+        "family_config": built.state.config.to_dict(), "arch": built.arch, "dataset": data.info.name,
         **results,
         "q": info.get("q"), "q_beta": info.get("q_beta"), "trained_weights": info.get("trained_weights"),
         "total_weights": info.get("total_weights"), "trained_parameters": info.get("trained_parameters"),
