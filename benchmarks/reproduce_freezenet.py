@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import time
 from pathlib import Path
 
 from common import ROOT, md_table, write_section
+from grid import fmt_mean_std, load_results, mean_std, run_grid
 
 RESULTS = ROOT / "benchmarks" / "results" / "repro"
 WORK = ROOT / "runs" / "repro"  # model.pt and resume files: large, not committed
@@ -115,36 +114,6 @@ def model_file(arch: str, method: str, q: float, seed: int = 1) -> Path:
     return path
 
 
-def _claim_path(r: dict) -> Path:
-    return WORK / r["arch"] / r["name"] / "claimed-by.pid"
-
-
-def _claim(r: dict) -> bool:
-    """Claim a run for this process so that several runners can share one grid.
-
-    A claim left by a runner that no longer exists (killed) is taken over.
-    """
-    path = _claim_path(r)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            pid = path.read_text().strip()
-            if not pid.isdigit():
-                return False  # being written by a runner that is claiming it right now
-            try:
-                os.kill(int(pid), 0)
-                return False  # its runner is alive
-            except ProcessLookupError:
-                path.unlink(missing_ok=True)
-                continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return True
-    return False
-
-
 def cmd_run(args: argparse.Namespace) -> None:
     todo = [r for r in grid(args.arch) if not (RESULTS / args.arch / f"{r['name']}.json").exists()]
     if args.only:
@@ -152,36 +121,19 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"{args.arch}: {len(todo)} runs left" + ("" if not args.dry_run else ": " + ", ".join(r["name"] for r in todo)))
     if args.dry_run:
         return
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)  # two 1-thread runners use 2 cores better than one 2-thread runner
-    for i, r in enumerate(todo[: args.limit]):
-        if (RESULTS / args.arch / f"{r['name']}.json").exists() or not _claim(r):
-            continue  # finished or being trained by another runner
-        try:
-            res = finish_run(r)
-        finally:
-            _claim_path(r).unlink(missing_ok=True)
+    def describe(res: dict) -> str:
         m = res["metrics"]
-        print(f"[{i + 1}/{len(todo)}] {r['name']}: test {m.get('test_accuracy'):.4f} (best epoch {m.get('best_epoch')}), "
-              f".fzp {res['fzp_bytes']:,} B, {res['wall_s']:.0f} s", flush=True)
+        return (f"test {m.get('test_accuracy'):.4f} (best epoch {m.get('best_epoch')}), .fzp {res['fzp_bytes']:,} B, "
+                f"{res['wall_s']:.0f} s")
+
+    run_grid(todo, RESULTS, WORK, finish_run, limit=args.limit, threads=args.threads, describe=describe)
 
 
 def _load(arch: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((RESULTS / arch).glob("*.json"))]
+    return load_results(RESULTS, arch)
 
 
-def _mean_std(v: list[float]) -> tuple[float, float]:
-    m = sum(v) / len(v)
-    return m, (math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0)
-
-
-def _fmt(v: list[float]) -> str:
-    if not v:
-        return "-"
-    m, s = _mean_std(v)
-    return f"{m:.4f} ± {s:.4f} (n={len(v)})" if len(v) > 1 else f"{m:.4f} (n=1)"
+_mean_std, _fmt = mean_std, fmt_mean_std
 
 
 def cmd_report(args: argparse.Namespace) -> None:

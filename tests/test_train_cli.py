@@ -77,3 +77,21 @@ def test_help_has_examples():
     for cmd in ("train", "evaluate"):
         res = run(cmd, "--help")
         assert res.exit_code == 0 and "Example" in res.output
+
+
+def _runner() -> CliRunner:
+    import inspect
+
+    # click < 8.2 mixes stderr into the output unless told not to; 8.2+ always keeps it apart
+    return CliRunner(mix_stderr=False) if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters else CliRunner()
+
+
+def test_logs_get_one_line_per_epoch_and_no_bar_frames(tmp_path):
+    """stderr that is not a terminal (CI, > log.txt): plain epoch lines, no carriage-return frames."""
+    args = [str(a) for a in ("train", "--method", "freezenet", "--arch", "lenet-300-100", "--dataset", "synthetic",
+                             "--synthetic-size", 300, "--epochs", 2, "--device", "cpu", "-o", tmp_path / "m.pt")]
+    res = _runner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "\r" not in res.stderr and res.stderr.count("epoch 1/2:") == 1 and res.stderr.count("epoch 2/2:") == 1
+    forced = _runner().invoke(cli, args + ["--progress"], catch_exceptions=False)
+    assert "\r" in forced.stderr  # --progress draws the bar even into a log

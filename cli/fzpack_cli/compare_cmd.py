@@ -42,8 +42,8 @@ def render(r: CompareReport) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also write a bar chart (log bytes) as PNG (needs matplotlib).")
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep every produced artifact in this directory.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-def compare_cmd(model: str, as_json: bool, plot: str | None, keep: str | None, no_progress: bool) -> None:
+@click.option("--progress/--no-progress", default=None, help="Force the bar on or off (default: on a terminal only).")
+def compare_cmd(model: str, as_json: bool, plot: str | None, keep: str | None, progress: bool | None) -> None:
     """Produce MODEL in every representation, measure the bytes, decode each back.
 
     Rows: torch.save, safetensors, zstd-19, byte-grouped + zstd, ZipNN (if installed), and for
@@ -57,7 +57,7 @@ def compare_cmd(model: str, as_json: bool, plot: str | None, keep: str | None, n
       fzpack compare model.fzp --json --plot sizes.png --keep artifacts/
     """
     current_file(model)
-    r = compare(model, keep=keep, progress=not (no_progress or as_json))
+    r = compare(model, keep=keep, progress=False if as_json else progress)
     if plot:
         from fzpack.compare_plot import plot_report
 

@@ -17,7 +17,9 @@ from fzpack_cli.app import cli, print_json
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=2026, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Fashion-MNIST IDX directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def demo_cmd(workdir: str, steps: int, rate: float, seed: int, data_dir: str | None, as_json: bool) -> None:
+@click.option("--progress/--no-progress", default=None,
+              help="Force the live bar on or off (default: a bar on a terminal, one plain line per epoch in a log).")
+def demo_cmd(workdir: str, steps: int, rate: float, seed: int, data_dir: str | None, as_json: bool, progress: bool | None) -> None:
     """Train a LeNet-5-Caffe FreezeNet, compress, restore, verify, compare sizes.
 
     \b
@@ -25,7 +27,8 @@ def demo_cmd(workdir: str, steps: int, rate: float, seed: int, data_dir: str | N
       fzpack demo                 # well under a minute on 2 CPU cores
       fzpack demo --rate 0.999 --json
     """
-    r = run_demo(workdir, steps=steps, rate=rate, seed=seed, data_dir=data_dir, progress=not as_json)
+    log = None if as_json else (lambda line: click.echo(line, err=True))
+    r = run_demo(workdir, steps=steps, rate=rate, seed=seed, data_dir=data_dir, progress=False if as_json else progress, log=log)
     if as_json:
         print_json(r.to_dict())
     else:

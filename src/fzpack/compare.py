@@ -29,6 +29,7 @@ from fzpack.container.file import read_container
 from fzpack.container.layout import FLAG_MASK_FROM_SEED, FROZEN, MAGIC
 from fzpack.equality import max_abs_difference, tree_differences
 from fzpack.errors import CheckpointError, FzpackError
+from fzpack.progress import bar_enabled
 from fzpack.restore import restore
 
 _NOT_PARAMS = ("running_mean", "running_var", "num_batches_tracked")
@@ -126,7 +127,7 @@ def _builders() -> list[tuple[str, Callable[[Subject], list[Artifact]]]]:
 
 
 def compare(src: str | os.PathLike | Mapping[str, Any], *, keep: str | os.PathLike | None = None,
-            progress: bool = False) -> CompareReport:
+            progress: bool | None = False) -> CompareReport:
     """Produce every representation of a checkpoint, measure its bytes, decode it back.
 
     Args:
@@ -134,7 +135,8 @@ def compare(src: str | os.PathLike | Mapping[str, Any], *, keep: str | os.PathLi
             dict (no `fzpack` entry) gets the generic rows only.
         keep: write every artifact into this directory (the row's ``file``); its size on disk
             is checked against the reported bytes.
-        progress: show a tqdm bar on stderr when producing the artifacts takes over a second.
+        progress: a tqdm bar on stderr when producing the artifacts takes over a second: True /
+            False force it on / off, None draws it on a terminal only.
 
     Returns:
         A :class:`CompareReport`.
@@ -155,7 +157,7 @@ def compare(src: str | os.PathLike | Mapping[str, Any], *, keep: str | os.PathLi
     if not zipnn_available():
         report.notes.append("ZipNN row skipped: zipnn is not installed (pip install 'fzpack[zipnn]')")
     steps = _builders()
-    with tqdm(total=len(steps), desc="compare", unit="step", delay=1.0, disable=not progress, leave=False) as bar:
+    with tqdm(total=len(steps), desc="compare", unit="step", delay=1.0, disable=not bar_enabled(progress), leave=False) as bar:
         artifacts: list[Artifact] = []
         for name, build in steps:
             bar.set_postfix_str(name)

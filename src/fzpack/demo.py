@@ -13,6 +13,7 @@ import io
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def _dataset(data_dir: str | None) -> tuple[str, str]:
 
 
 def run_demo(workdir: str | Path, *, steps: int = 600, rate: float = 0.99, seed: int = 2026, data_dir: str | None = None,
-             progress: bool = True) -> DemoReport:
+             progress: bool | None = None, log: Callable[[str], None] | None = None) -> DemoReport:
     """Train a small FreezeNet with `fzpack.train`, then compress, restore, verify and compare sizes.
 
     Args:
@@ -71,7 +72,8 @@ def run_demo(workdir: str | Path, *, steps: int = 600, rate: float = 0.99, seed:
         rate: freezing rate q.
         seed: the checkpoint's seed (init, mask); the data order derives from it.
         data_dir: Fashion-MNIST directory (default: the Debian package's).
-        progress: show the trainer's progress bar.
+        progress: the trainer's bar: True / False force it on / off, None draws it on a terminal only.
+        log: receives one line per epoch (what a log file gets instead of the bar).
 
     Returns:
         A :class:`DemoReport` with the size table and the accuracies before and after packing.
@@ -93,7 +95,7 @@ def run_demo(workdir: str | Path, *, steps: int = 600, rate: float = 0.99, seed:
                          val_split=0.1, epochs=max(1, math.ceil(steps / per_epoch)), max_steps=steps, save_every=0,
                          progress=progress)
     pt, fzp = work / "model.pt", work / "model.fzp"
-    result = train(config, pt)
+    result = train(config, pt, log=log)
     ckpt = result.checkpoint
     t_train = time.perf_counter() - t0
     rep = compress(pt, fzp)

@@ -97,7 +97,8 @@ class TrainConfig:
         amp_dtype: float16 (with gradient scaling) or bfloat16.
         mask_device: where the saliency pass runs; "cpu" makes masks independent of the GPU.
         save_every: write the resume checkpoint every this many epochs (0: never).
-        progress: show a tqdm bar.
+        progress: the per-epoch bar: True forces it, False hides it, None (default) draws it only
+            when stderr is a terminal (a log gets the epoch lines alone, `fzpack.progress`).
     """
 
     version: int = CONFIG_VERSION
@@ -143,7 +144,7 @@ class TrainConfig:
     amp_dtype: str = "float16"
     mask_device: str = "cpu"
     save_every: int = 1
-    progress: bool = True
+    progress: bool | None = None
 
     def __post_init__(self) -> None:
         self.lr_drop_epochs = tuple(int(e) for e in self.lr_drop_epochs)

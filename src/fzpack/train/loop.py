@@ -38,6 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fzpack.checkpoint import save_checkpoint
+from fzpack.progress import bar_enabled
 from fzpack.train.build import BuiltModel
 from fzpack.train.checkpoints import LoopState, final_checkpoint, load_resume, resume_path, save_resume
 from fzpack.train.config import TrainConfig, TrainError
@@ -276,7 +277,7 @@ def _train(config: TrainConfig, ctx: DistContext, output: Path | None, resume: b
         te = time.perf_counter()
         batches.set_epoch(state.epoch)
         stats = _epoch(net, model, opt, scaler, autocast, batches, config, state, steps_per_epoch, built,
-                       bar_on=config.progress and ctx.is_main, ctx=ctx)
+                       bar_on=bar_enabled(config.progress) and ctx.is_main, ctx=ctx)
         state.epoch += 1
         row: dict[str, Any] = {"epoch": state.epoch, **stats,
                                "lr": lr_at(config, max(state.step - 1, 0), steps_per_epoch, config.dataset)}

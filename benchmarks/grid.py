@@ -1,0 +1,78 @@
+"""Shared plumbing of the training-grid benchmarks: claim files, result JSONs, mean +- std.
+
+A grid benchmark trains many runs over several sessions: each finished run leaves a JSON under
+``benchmarks/results/<bench>/<arch>/<run>.json`` and is skipped afterwards; an interrupted run
+resumes from its per-epoch checkpoint. Several runner processes can share one grid: each claims
+a run with a pid file before training it (two 1-thread runners use 2 cores better than one).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def claim_path(work: Path, r: dict) -> Path:
+    return work / r["arch"] / r["name"] / "claimed-by.pid"
+
+
+def claim(work: Path, r: dict) -> bool:
+    """Claim a run for this process; a claim left by a runner that no longer exists is taken over."""
+    path = claim_path(work, r)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid = path.read_text().strip()
+            if not pid.isdigit():
+                return False  # being written by a runner that is claiming it right now
+            try:
+                os.kill(int(pid), 0)
+                return False  # its runner is alive
+            except ProcessLookupError:
+                path.unlink(missing_ok=True)
+                continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def run_grid(todo: list[dict], results: Path, work: Path, finish: Callable[[dict], dict], *, limit: int | None = None,
+             threads: int | None = None, describe: Callable[[dict], str] = lambda res: "") -> None:
+    """Train every unfinished, unclaimed run of ``todo`` with ``finish(run) -> result`` and save its JSON."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    for i, r in enumerate(todo[:limit]):
+        out = results / r["arch"] / f"{r['name']}.json"
+        if out.exists() or not claim(work, r):
+            continue  # finished, or being trained by another runner
+        try:
+            res = finish(r)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(res, indent=1, default=str) + "\n")
+        finally:
+            claim_path(work, r).unlink(missing_ok=True)
+        print(f"[{i + 1}/{len(todo)}] {r['name']}: {describe(res)}", flush=True)
+
+
+def load_results(results: Path, arch: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((results / arch).glob("*.json"))]
+
+
+def mean_std(v: list[float]) -> tuple[float, float]:
+    m = sum(v) / len(v)
+    return m, (math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0)
+
+
+def fmt_mean_std(v: list[float]) -> str:
+    if not v:
+        return "-"
+    m, s = mean_std(v)
+    return f"{m:.4f} ± {s:.4f} (n={len(v)})" if len(v) > 1 else f"{m:.4f} (n=1)"
