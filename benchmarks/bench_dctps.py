@@ -32,7 +32,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "dctps"
 WORK = ROOT / "runs" / "dctps"  # model.pt and resume files: large, not committed
 DENSITIES = (0.01, 0.001, 0.0001)
 METHODS = ("dctps", "sparse-epl", "freezenet")
-BUDGET = {"lenet5-caffe": 8, "resnet20": 2}
+BUDGET = {"lenet5-caffe": 8, "resnet20": 4}
 
 
 def grid(arch: str) -> list[dict]:
