@@ -26,7 +26,7 @@ import argparse
 import time
 
 from common import ROOT, md_table, write_section
-from grid import fmt_mean_std, load_results, mean_std, run_grid
+from grid import fmt_mean_std, grid_main, load_results, mean_std, run_grid
 
 RESULTS = ROOT / "benchmarks" / "results" / "dctps"
 WORK = ROOT / "runs" / "dctps"  # model.pt and resume files: large, not committed
@@ -164,17 +164,7 @@ def _plot(path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
-    r.add_argument("--arch", choices=list(BUDGET), required=True)
-    r.add_argument("--limit", type=int, default=None, help="at most this many runs now")
-    r.add_argument("--dry-run", action="store_true")
-    r.add_argument("--threads", type=int, default=None, help="torch threads for this runner")
-    rep = sub.add_parser("report")
-    rep.add_argument("--no-write", action="store_true")
-    args = ap.parse_args()
-    cmd_run(args) if args.cmd == "run" else cmd_report(args)
+    grid_main(__doc__, list(BUDGET), cmd_run, cmd_report)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ a run with a pid file before training it (two 1-thread runners use 2 cores bette
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -76,3 +77,20 @@ def fmt_mean_std(v: list[float]) -> str:
         return "-"
     m, s = mean_std(v)
     return f"{m:.4f} ± {s:.4f} (n={len(v)})" if len(v) > 1 else f"{m:.4f} (n=1)"
+
+
+def grid_main(doc: str, archs: list[str], cmd_run: Callable[[argparse.Namespace], None],
+              cmd_report: Callable[[argparse.Namespace], None], run_options: Callable[[argparse.ArgumentParser], None] = lambda p: None) -> None:
+    """The ``run --arch A [--limit N] [--dry-run] [--threads T]`` / ``report [--no-write]`` command line."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--arch", choices=archs, required=True)
+    r.add_argument("--limit", type=int, default=None, help="at most this many runs now")
+    r.add_argument("--dry-run", action="store_true")
+    r.add_argument("--threads", type=int, default=None, help="torch threads for this runner")
+    run_options(r)
+    rep = sub.add_parser("report")
+    rep.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    cmd_run(args) if args.cmd == "run" else cmd_report(args)

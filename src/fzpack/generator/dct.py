@@ -137,20 +137,7 @@ def sin_poly(x: Any, z: Any) -> Any:
         >>> sin_poly(0.0, 0.0)
         0.0
     """
-    s1, s2, s3, s4, s5, s6 = K.DCT_SIN
-    p = z * s6
-    p = p + s5
-    p = p * z
-    p = p + s4
-    p = p * z
-    p = p + s3
-    p = p * z
-    p = p + s2
-    p = p * z
-    p = p + s1
-    p = p * z
-    p = p * x
-    return x + p
+    return x + _odd_even_tail(z, K.DCT_SIN) * x
 
 
 def cos_poly(z: Any) -> Any:
@@ -166,21 +153,22 @@ def cos_poly(z: Any) -> Any:
         >>> cos_poly(0.0)
         1.0
     """
-    c1, c2, c3, c4, c5, c6 = K.DCT_COS
-    q = z * c6
-    q = q + c5
-    q = q * z
-    q = q + c4
-    q = q * z
-    q = q + c3
-    q = q * z
-    q = q + c2
-    q = q * z
-    q = q + c1
-    q = q * z
-    q = q + -0.5
+    q = _odd_even_tail(z, K.DCT_COS) + -0.5
     q = q * z
     return q + 1.0
+
+
+def _odd_even_tail(z: Any, coeffs: tuple[float, ...]) -> Any:
+    """``((((c6 z + c5) z + c4) z + c3) z + c2) z + c1) z`` in exactly that order (spec 6.7.3).
+
+    The shared Horner core of sin and cos: one multiply or add per step, never fused.
+    """
+    c1, c2, c3, c4, c5, c6 = coeffs
+    p = z * c6
+    for c in (c5, c4, c3, c2, c1):
+        p = p + c
+        p = p * z
+    return p
 
 
 def _values(i: Any, lay: DctLayout, ops: _Ops) -> Any:

@@ -19,6 +19,7 @@ import torch
 from fzpack.errors import FzpackError
 from fzpack.generator.constants import MASK
 from fzpack.generator.philox import check_int, philox_numpy, stream_key
+from fzpack.generator.regen import resolve_backend
 from fzpack.generator.schemes import check_shape
 from fzpack.generator.torch_philox import philox_torch
 
@@ -134,14 +135,7 @@ def random_mask_rows(
     key = stream_key(seed, MASK, name)
     rows = dims[0] if len(dims) >= 2 else 1
     width = n // rows if rows else 0
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise FzpackError(f"cannot place mask {name!r} on device {device!r}") from None
-    if backend is None:
-        backend = "numpy" if dev.type == "cpu" else "torch"
-    if backend not in ("numpy", "torch"):
-        raise FzpackError(f"unknown mask backend {backend!r}; use 'numpy' or 'torch'")
+    dev, backend = resolve_backend(device, backend, f"mask {name!r}")
     try:
         if n == 0:
             return torch.zeros(dims, dtype=torch.bool, device=dev)

@@ -296,6 +296,19 @@ def _generate_torch(
     return out * spec.p0
 
 
+def resolve_backend(device: str | torch.device, backend: str | None, what: str) -> tuple[torch.device, str]:
+    """(device, backend): numpy on a CPU and torch elsewhere unless a backend is named; clear errors."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise FzpackError(f"{what}: invalid device {device!r}") from None
+    if backend is None:
+        backend = "numpy" if dev.type == "cpu" else "torch"
+    if backend not in ("numpy", "torch"):
+        raise FzpackError(f"unknown {what} backend {backend!r}; use 'numpy' or 'torch'")
+    return dev, backend
+
+
 def generate(
     spec: InitSpec,
     seed: int,
@@ -333,14 +346,7 @@ def generate(
     dims = _check_shape(shape)
     if dtype not in _FLOAT_DTYPES:
         raise FzpackError(f"dtype must be a floating dtype {_FLOAT_DTYPES}, got {dtype}")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise FzpackError(f"invalid device {device!r}") from None
-    if backend is None:
-        backend = "numpy" if dev.type == "cpu" else "torch"
-    if backend not in ("numpy", "torch"):
-        raise FzpackError(f"unknown generator backend {backend!r}; use 'numpy' or 'torch'")
+    dev, backend = resolve_backend(device, backend, "generator")
     count = math.prod(dims)
     if backend == "numpy":
         values = torch.from_numpy(generate_numpy(spec, seed, name, 0, count, banks, shape=dims))
