@@ -26,7 +26,7 @@ import argparse
 import time
 
 from common import ROOT, md_table, write_section
-from grid import fmt_mean_std, grid_main, load_results, mean_std, run_grid
+from grid import accuracy_panel, fmt_mean_std, grid_main, load_results, mean_std, run_grid
 
 RESULTS = ROOT / "benchmarks" / "results" / "dctps"
 WORK = ROOT / "runs" / "dctps"  # model.pt and resume files: large, not committed
@@ -145,19 +145,12 @@ def _plot(path) -> None:
     fig, axes = plt.subplots(1, len(archs), figsize=(5 * len(archs), 3.8), squeeze=False)
     for ax, arch in zip(axes[0], archs):
         runs = load_results(RESULTS, arch)
-        for m, style in (("dctps", "o-"), ("sparse-epl", "s--"), ("freezenet", "^:")):
-            ds = [d for d in DENSITIES if any(r["method"] == m and r["density"] == d for r in runs)]
-            ys = [mean_std([r["metrics"]["test_accuracy"] for r in runs if r["method"] == m and r["density"] == d]) for d in ds]
-            if ds:
-                ax.errorbar([100 * d for d in ds], [y[0] for y in ys], yerr=[y[1] for y in ys], fmt=style, label=m, capsize=3)
-        base = [r["metrics"]["test_accuracy"] for r in runs if r["method"] == "dense"]
-        if base:
-            ax.axhline(sum(base) / len(base), color="gray", lw=1, label="dense")
+        accuracy_panel(ax, runs, "density", DENSITIES, (("dctps", "o-"), ("sparse-epl", "s--"), ("freezenet", "^:")),
+                       x=lambda d: 100 * d)
         ax.axhline(0.1, color="gray", lw=0.5, ls=":")
         ax.set_xscale("log")
         ax.set_title(f"{arch}, Fashion-MNIST ({BUDGET[arch]} epochs)")
         ax.set_xlabel("trained weights (% of Linear/Conv weights)")
-        ax.set_ylabel("test accuracy")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -94,3 +94,18 @@ def grid_main(doc: str, archs: list[str], cmd_run: Callable[[argparse.Namespace]
     rep.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     cmd_run(args) if args.cmd == "run" else cmd_report(args)
+
+
+def accuracy_panel(ax, runs: list[dict], key: str, values: tuple, series: tuple[tuple[str, str], ...],
+                   x: Callable[[float], float] = lambda v: v) -> None:
+    """Mean +- std test accuracy of each method over ``values`` of ``run[key]``, plus the dense baseline."""
+    for method, style in series:
+        vs = [v for v in values if any(r["method"] == method and r[key] == v for r in runs)]
+        if not vs:
+            continue
+        ys = [mean_std([r["metrics"]["test_accuracy"] for r in runs if r["method"] == method and r[key] == v]) for v in vs]
+        ax.errorbar([x(v) for v in vs], [y[0] for y in ys], yerr=[y[1] for y in ys], fmt=style, label=method, capsize=3)
+    base = [r["metrics"]["test_accuracy"] for r in runs if r["method"] == "dense"]
+    if base:
+        ax.axhline(sum(base) / len(base), color="gray", lw=1, label="dense")
+    ax.set_ylabel("test accuracy")

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from common import ROOT, md_table, write_section
-from grid import fmt_mean_std, grid_main, load_results, mean_std, run_grid
+from grid import accuracy_panel, fmt_mean_std, grid_main, load_results, mean_std, run_grid
 
 RESULTS = ROOT / "benchmarks" / "results" / "repro"
 WORK = ROOT / "runs" / "repro"  # model.pt and resume files: large, not committed
@@ -203,20 +203,11 @@ def _plot(path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, arch in zip(axes, BUDGET):
         runs = _load(arch)
-        for m, style in (("freezenet", "o-"), ("snip", "s--"), ("random-mask", "^:")):
-            qs = [q for q in RATES if any(r["method"] == m and r["q"] == q for r in runs)]
-            if not qs:
-                continue
-            ys = [_mean_std([r["metrics"]["test_accuracy"] for r in runs if r["method"] == m and r["q"] == q]) for q in qs]
-            ax.errorbar(qs, [y[0] for y in ys], yerr=[y[1] for y in ys], fmt=style, label=m, capsize=3)
-        base = [r["metrics"]["test_accuracy"] for r in runs if r["method"] == "dense"]
-        if base:
-            ax.axhline(sum(base) / len(base), color="gray", lw=1, label="dense")
+        accuracy_panel(ax, runs, "q", RATES, (("freezenet", "o-"), ("snip", "s--"), ("random-mask", "^:")))
         ax.set_xscale("logit")
         ax.set_xlim(0.85, 0.9995)
         ax.set_title(f"{arch}, Fashion-MNIST")
         ax.set_xlabel("freezing rate q")
-        ax.set_ylabel("test accuracy")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
