@@ -233,3 +233,14 @@ def test_lc_l1_and_magnitude_pruning_of_the_pointwise_convs():
     assert kept[kept != 0].abs().min() >= w[kept == 0].abs().max()  # the largest magnitudes survive
     entries = _frozen_entries(pack(checkpoint_of(model)).data)
     assert entries["mix.weight"].init.dist == "zeros" and entries["mix.weight"].k == n - math.floor(0.75 * n)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", list_methods())
+def test_load_into_on_cuda_regenerates_the_same_weights(tmp_path, method):
+    model = _trained(method)
+    fzpack.compress(model, tmp_path / "model.fzp")
+    gpu = fzpack.load_into(Net().cuda(), tmp_path / "model.fzp", trainable=True)
+    assert all(p.device.type == "cuda" for p in gpu.parameters())
+    assert tree_differences(checkpoint_of(model), checkpoint_of(gpu)) == []  # checkpoint_of copies to the CPU
