@@ -1,7 +1,8 @@
 """Size-accuracy frontier on Fashion-MNIST (issue 4): every file really written, every accuracy measured.
 
-    python benchmarks/bench_frontier.py                     # both LeNets -> docs/results.md + docs/frontier.png
+    python benchmarks/bench_frontier.py                     # every panel -> docs/results.md + docs/frontier.png
     python benchmarks/bench_frontier.py --arch lenet-300-100 --no-write
+    python benchmarks/bench_frontier.py --arch lenet5-caffe resnet20 lcresnet-20-16x1 lcresnet-20-16x4  # issue 8 panels
 
 Models: the seed-1 runs of the FreezeNet reproduction (`reproduce_freezenet.py`, 40 / 16 epochs,
 best validation epoch): dense, SNIP and FreezeNet at q in {0.9, 0.99, 0.995, 0.999}, plus
@@ -14,7 +15,11 @@ rebuilt from *decoding that file*):
   * dense + NNCodec at a sweep of its quantisation parameter qp (lossy; when installed,
     `benchmarks/install_nncodec.sh`);
   * SNIP at each q: its smallest sparse file (COO / CSR / bitmask + values) and fzpack lossless;
-  * FreezeNet at each q: fzpack lossless, fp16, bf16, q8 values.
+  * FreezeNet at each q: fzpack lossless, fp16, bf16, q8 values;
+  * the other families (issue 8), from the finished runs of `bench_dctps.py` and `bench_lc.py`
+    (seed 1): DCTpS and Sparse (EPL) at each density on LeNet-5-Caffe and ResNet-20 (with
+    ResNet-20's dense and FreezeNet runs), LCResNet-20-16x{1,4} frozen / learnable / recycled,
+    each as fzpack lossless, fp16, bf16, q8.
 
 The issue's goal is tested literally: for every NNCodec point above 20x, is there an fzpack file
 with no more bytes and no lower test accuracy?
@@ -42,7 +47,10 @@ from fzpack.models import create_model
 from fzpack.train.data import load_eval_split
 from fzpack.train.metrics import evaluate
 
-ARCHS = ("lenet-300-100", "lenet5-caffe")
+ARCHS = ("lenet-300-100", "lenet5-caffe", "resnet20", "lcresnet-20-16x1", "lcresnet-20-16x4")
+REPRO_ARCHS = ("lenet-300-100", "lenet5-caffe")  # the FreezeNet reproduction's models
+FAMILY_LABEL = {"dctps": "DCTpS", "sparse-epl": "Sparse (EPL)", "freezenet": "FreezeNet", "dense": "dense",
+                "lc-frozen": "LC frozen", "lc-learnable": "LC learnable"}
 NNCODEC_QPS = (-38, -34, -30, -26, -23, -20, -18, -16, -14, -12)
 SPARSE_KEYS = ("sparse-coo", "sparse-csr", "bitmask-values")
 # FreezeNet only, seed 1, same budget: fills the frontier between q = 0.9 and 0.99.
@@ -69,13 +77,14 @@ class Point:
 class Evaluator:
     """Test accuracy of a state dict loaded into a fresh registry model (the full 10k test set)."""
 
-    def __init__(self, arch: str) -> None:
+    def __init__(self, arch: str, config: dict | None = None) -> None:
         self.arch = arch
+        self.config = dict(config or {})
         self.info = dataset_info("fashion-mnist")
         self.x, self.y = load_eval_split("fashion-mnist", split="test")
 
     def __call__(self, sd: StateDict) -> float:
-        model = create_model(self.arch)
+        model = create_model(self.arch, **self.config)
         model.load_state_dict(sd)
         return evaluate(model, self.x, self.y, mean=self.info.mean, std=self.info.std).accuracy
 
@@ -111,7 +120,39 @@ def nncodec_points(arch: str, ref: StateDict, ev: Evaluator, dense_bytes: int, q
     return points, None
 
 
+def family_points(arch: str) -> tuple[list[Point], list[str]]:
+    """Seed-1 runs of bench_dctps / bench_lc on ``arch``: every one as fzpack lossless, fp16, bf16, q8."""
+    runs = []
+    for bench in ("dctps", "lc"):
+        for path in sorted((ROOT / "benchmarks" / "results" / bench / arch).glob("*.json")):
+            r = json.loads(path.read_text())
+            model = ROOT / "runs" / bench / arch / r["name"] / "model.pt"
+            if r.get("seed", 1) == 1 and model.exists():
+                runs.append((r, model))
+    if not runs:
+        return [], [f"{arch}: no finished bench_dctps / bench_lc runs here (run them first)."]
+    pts: list[Point] = []
+    ev = None
+    for r, model in runs:
+        subject, _ = load_subject(model)
+        if ev is None:
+            ev = Evaluator(arch, (subject.obj["fzpack"].get("arch") or {}).get("config"))
+        dense_bytes = sum(v.numel() * 4 for v in subject.state_dict.values() if v.is_floating_point())
+        what = FAMILY_LABEL.get(r["method"], r["method"])
+        where = f"density {100 * r['density']:g} %" if "density" in r and r["method"] != "dense" else r.get("share", "")
+        where = f" sharing {where}" if r.get("share") not in (None, "none") else (f" {where}" if "density" in r else "")
+        print(f"{arch}: {r['name']}", file=sys.stderr, flush=True)
+        for a in fzp_artifacts(subject):
+            mode = a.key.split("-", 1)[1] if "-" in a.key else "lossless"
+            a.label = f"{what}{where}: {a.label}"
+            q = 1.0 - r["density"] if "density" in r and r["method"] != "dense" else None
+            pts.append(measure(arch, a, subject.state_dict, ev, f"{what} .fzp {mode}", q, dense_bytes, True))
+    return pts, []
+
+
 def arch_points(arch: str, qps: tuple[int, ...]) -> tuple[list[Point], list[str]]:
+    if arch not in REPRO_ARCHS:
+        return family_points(arch)
     ev = Evaluator(arch)
     notes: list[str] = []
     dense, _ = load_subject(model_file(arch, "dense", 0.0))
@@ -143,6 +184,10 @@ def arch_points(arch: str, qps: tuple[int, ...]) -> tuple[list[Point], list[str]
         a.label = f"SNIP q={q}: {a.label}"
         pts.append(measure(arch, a, snip.state_dict, ev, "SNIP as .fzp", q, dense_bytes, True))
         pts += freezenet_points(arch, q, ev, dense_bytes)
+    if arch == "lenet5-caffe":  # DCTpS / Sparse (EPL) of the same network (bench_dctps.py)
+        more, more_notes = family_points(arch)
+        pts += [p for p in more if p.family.split(" .fzp")[0] in ("DCTpS", "Sparse (EPL)")]
+        notes += more_notes
     return pts, notes
 
 
@@ -180,7 +225,11 @@ def plot(points: list[Point], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     archs = sorted({p.arch for p in points}, key=ARCHS.index)
-    fig, axes = plt.subplots(1, len(archs), figsize=(6.5 * len(archs), 4.8), squeeze=False)
+    cols = min(3, len(archs))
+    rows = -(-len(archs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.8 * rows), squeeze=False)
+    for ax in axes.flat[len(archs):]:
+        ax.set_visible(False)
     styles = {"dense, lossless": dict(color="k", marker="D", ls="none"),
               "dense + NNCodec (lossy)": dict(color="C3", marker="s", ls="-"),
               "SNIP, best sparse format": dict(color="C1", marker="v", ls="--"),
@@ -189,7 +238,11 @@ def plot(points: list[Point], path: Path) -> None:
               "FreezeNet .fzp fp16": dict(color="C2", marker="o", ls="-"),
               "FreezeNet .fzp bf16": dict(color="C4", marker="o", ls=":"),
               "FreezeNet .fzp q8": dict(color="C9", marker="o", ls="-")}
-    for ax, arch in zip(axes[0], archs):
+    extra = sorted({p.family for p in points} - set(styles))
+    markers = {"lossless": "o", "fp16": "s", "bf16": "v", "q8": "D"}
+    for i, fam in enumerate(extra):  # the other families: a color per family, a marker per value codec
+        styles[fam] = dict(color=f"C{(5 + i // 4) % 10}", marker=markers.get(fam.rsplit(" ", 1)[-1], "x"), ls="none")
+    for ax, arch in zip(axes.flat, archs):
         mine = [p for p in points if p.arch == arch]
         for fam, st in styles.items():
             ps = sorted((p for p in mine if p.family == fam), key=lambda p: p.bytes)
@@ -217,7 +270,10 @@ def report(points: list[Point], notes: list[str], write: bool) -> str:
             + " (seed 1, same budget) to fill the frontier. "
             "NNCodec 2.1.3 with its defaults (qp_density 2, dependent quantization, biases at nonweight_qp -75; "
             "docs/nncodec.md); its bytes are the whole NNC bitstream. Sub-chance points (SNIP at q = 0.999: 0.100) are off "
-            "the plot's y range.\n"]
+            "the plot's y range. Issue 8 adds, from the seed-1 runs of `bench_dctps.py` and `bench_lc.py` (their budgets, "
+            "their sections below): DCTpS and Sparse (EPL) on LeNet-5-Caffe, and panels for ResNet-20 (dense, FreezeNet, "
+            "DCTpS, Sparse (EPL)) and LCResNet-20-16x1 / 16x4 (frozen, learnable, recycled sharing), each file lossless and "
+            "with fp16 / bf16 / q8 trained values.\n"]
     for arch in ARCHS:
         mine = sorted((p for p in points if p.arch == arch), key=lambda p: p.bytes)
         if not mine:
