@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -22,6 +23,10 @@ class FzpackGroup(click.Group):
         except FzpackError as e:
             click.echo(f"fzpack: {ctx.meta.get('fzpack.file', '')}{': ' if ctx.meta.get('fzpack.file') else ''}{e}", err=True)
             sys.exit(EXIT_ERROR)
+        except BrokenPipeError:
+            # `fzpack inspect x.fzp | head`: the reader left; stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except (OSError, MemoryError) as e:
             where = getattr(e, "filename", None) or ctx.meta.get("fzpack.file", "")
             reason = getattr(e, "strerror", None) or str(e) or type(e).__name__

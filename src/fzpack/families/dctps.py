@@ -172,6 +172,7 @@ class DCTpSFamily(Family):
         lines = []
         for t in info.get("tensors", []):
             if t.get("kind") == "frozen" and t["init"]["dist"] == "dct":
-                lines.append(f"  {t['name']}: alpha {t.get('scale', 1.0):.6g}, {t['trained']:,} offsets on a seeded "
-                             f"{'per-row (EPF)' if t.get('mask') == 'from seed, per row' else 'per-layer (EPL)'} support")
+                rule = "per-row (EPF)" if t.get("mask") == "from seed, per row" else "per-layer (EPL)"
+                support = f"{t['trained']:,} offsets on a seeded {rule} support" if t["trained"] else "no offsets (alpha only)"
+                lines.append(f"  {t['name']}: alpha {t.get('scale', 1.0):.6g}, {support}")
         return lines
