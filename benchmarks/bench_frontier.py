@@ -309,6 +309,8 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/ and results/ alone")
     ap.add_argument("--json", action="store_true", help="print the points as JSON")
     ap.add_argument("--from-json", action="store_true", help=f"only rewrite the report from {JSON_OUT.relative_to(ROOT)}")
+    ap.add_argument("--families-only", action="store_true",
+                    help="measure only the issue-8 family points of --arch and merge them into the recorded points")
     args = ap.parse_args()
     points: list[Point] = []
     notes: list[str] = []
@@ -318,12 +320,16 @@ def main() -> None:
         print(report(points, notes, True))
         return
     for arch in args.arch:
-        p, n = arch_points(arch, tuple(args.qp))
+        p, n = family_points(arch) if args.families_only else arch_points(arch, tuple(args.qp))
         points += p
         notes += n
     if not args.no_write:
         old = json.loads(JSON_OUT.read_text()) if JSON_OUT.exists() else []
-        keep = [d for d in old if d["arch"] not in args.arch]
+        if args.families_only:  # keep every other point of these panels (e.g. NNCodec's, measured before)
+            mine = {p.family for p in points}
+            keep = [d for d in old if d["arch"] not in args.arch or d["family"] not in mine]
+        else:
+            keep = [d for d in old if d["arch"] not in args.arch]
         JSON_OUT.write_text(json.dumps(keep + [asdict(p) for p in points], indent=1) + "\n")
         points = [Point(**d) for d in keep] + points
     text = report(points, notes, not args.no_write)
