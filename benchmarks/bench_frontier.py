@@ -127,6 +127,9 @@ def family_points(arch: str) -> tuple[list[Point], list[str]]:
         for path in sorted((ROOT / "benchmarks" / "results" / bench / arch).glob("*.json")):
             r = json.loads(path.read_text())
             model = ROOT / "runs" / bench / arch / r["name"] / "model.pt"
+            # the LeNets' dense and FreezeNet points come from the reproduction (arch_points), not from here
+            if arch in REPRO_ARCHS and r["method"] not in ("dctps", "sparse-epl"):
+                continue
             if r.get("seed", 1) == 1 and model.exists():
                 runs.append((r, model))
     if not runs:
@@ -186,7 +189,7 @@ def arch_points(arch: str, qps: tuple[int, ...]) -> tuple[list[Point], list[str]
         pts += freezenet_points(arch, q, ev, dense_bytes)
     if arch == "lenet5-caffe":  # DCTpS / Sparse (EPL) of the same network (bench_dctps.py)
         more, more_notes = family_points(arch)
-        pts += [p for p in more if p.family.split(" .fzp")[0] in ("DCTpS", "Sparse (EPL)")]
+        pts += more
         notes += more_notes
     return pts, notes
 
