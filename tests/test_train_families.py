@@ -92,3 +92,15 @@ def test_resume_continues_a_dctps_run_bit_for_bit(tmp_path):
     assert all(a != 1.0 for a in alphas.values())  # alpha trained (Adam moves every parameter)
     assert torch.equal(full.checkpoint["fzpack"]["tensors"]["fc1.weight"]["delta"],
                        resumed.checkpoint["fzpack"]["tensors"]["fc1.weight"]["delta"])
+
+
+def test_family_options_reach_a_family_config_and_unknown_ones_are_refused():
+    from fzpack.train.config import TrainError
+
+    cfg = TrainConfig(method="dctps", density=0.01, family_options={"alpha": 0.5}).validate()
+    assert cfg.family_config().alpha == 0.5
+    with pytest.raises(TrainError, match="has no option nonsense"):
+        TrainConfig(method="dctps", family_options={"nonsense": 1}).validate()
+    res = run("train", "--method", "dctps", "--family-option", "alpha=2.5", "--family-option", "nonsense", "--dataset",
+              "synthetic", "-o", "x.pt")
+    assert res.exit_code != 0

@@ -23,6 +23,19 @@ def _ints(text: str | None, what: str) -> tuple[int, ...]:
         raise TrainError(f"{what} must be comma-separated integers, got {text!r}") from None
 
 
+def _options(pairs: tuple[str, ...]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise TrainError(f"--family-option takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value  # a bare word: a string option
+    return out
+
+
 def _arch_config(text: str | None) -> dict:
     if not text:
         return {}
@@ -60,6 +73,8 @@ def _method_help() -> str:
               help="LC: L1 penalty lambda on the 1x1 convs (the paper: 5e-5).")
 @click.option("--prune-1x1", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True, metavar="RHO",
               help="LC: prune this fraction of the 1x1 weights by global magnitude after training (stored as mask + values).")
+@click.option("--family-option", "family_options", multiple=True, metavar="KEY=VALUE",
+              help="Any other field of the family's config (JSON value), e.g. --family-option alpha=0.5.")
 @click.option("--init", type=click.Choice(INIT_SCHEMES), help="Init scheme (default: the family's; FreezeNet: xavier_normal).")
 @click.option("--reinit", type=click.Choice(INIT_SCHEMES), help="freezenet-reinit: scheme B (default: --init).")
 @click.option("--epochs", type=click.IntRange(0), default=250, show_default=True)
@@ -92,7 +107,7 @@ def _method_help() -> str:
               help="The trained model (checkpoint convention; `fzpack compress` takes it).")
 def train_cmd(method: str, arch: str, arch_config: str | None, dataset: str, data_dir: str | None, synthetic_size: int | None,
               freeze_rate: float, density: float | None, allocation: str, share: str, bank_fraction: int, l1: float,
-              prune_1x1: float, init: str | None, reinit: str | None, epochs: int, max_steps: int | None, seed: int,
+              prune_1x1: float, family_options: tuple[str, ...], init: str | None, reinit: str | None, epochs: int, max_steps: int | None, seed: int,
               data_seed: int | None, device: str, amp: bool, amp_dtype: str, optimizer: str | None, lr: float | None,
               momentum: float | None, nesterov: bool | None, weight_decay: float | None, lr_schedule: str | None,
               label_smoothing: float | None,
@@ -123,7 +138,7 @@ def train_cmd(method: str, arch: str, arch_config: str | None, dataset: str, dat
     config = TrainConfig(
         method=method, arch=arch, arch_config=_arch_config(arch_config), dataset=dataset, data_dir=data_dir,
         synthetic_size=synthetic_size, freeze_rate=freeze_rate, density=density, allocation=allocation, share=share,
-        bank_fraction=bank_fraction, l1=l1, prune_1x1=prune_1x1, init=init, reinit=reinit, seed=seed, data_seed=data_seed,
+        bank_fraction=bank_fraction, l1=l1, prune_1x1=prune_1x1, family_options=_options(family_options), init=init, reinit=reinit, seed=seed, data_seed=data_seed,
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
         nesterov=nesterov, weight_decay=weight_decay, lr_schedule=lr_schedule, label_smoothing=label_smoothing,
         lr_drop_epochs=_ints(lr_drop_epochs, "--lr-drop-epochs"), lr_drop_steps=_ints(lr_drop_steps, "--lr-drop-steps"),

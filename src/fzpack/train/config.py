@@ -67,6 +67,8 @@ class TrainConfig:
         bank_fraction: lc-frozen with recycled sharing: the bank is 1/R of the largest layer.
         l1: LC: L1 penalty on the 1x1 convs (the paper's lambda).
         prune_1x1: LC: fraction rho of the 1x1 weights pruned by magnitude after training.
+        family_options: any other field of the family's config, by name (how a new family's options
+            reach the trainer without a field here; ``--family-option KEY=VALUE`` on the CLI).
         init: init scheme of the weights (None: the family's; FreezeNet: xavier_normal, the paper's
             default; kaiming_uniform; pm_sigma; the Sparse baseline: torch_default).
         reinit: freezenet-reinit only: scheme B of Algorithm S1 (None: same as ``init``).
@@ -116,6 +118,7 @@ class TrainConfig:
     bank_fraction: int = 16
     l1: float = 0.0
     prune_1x1: float = 0.0
+    family_options: dict[str, Any] = field(default_factory=dict)
     init: str | None = None
     reinit: str | None = None
     seed: int = 0
@@ -150,6 +153,7 @@ class TrainConfig:
         self.lr_drop_epochs = tuple(int(e) for e in self.lr_drop_epochs)
         self.lr_drop_steps = tuple(int(s) for s in self.lr_drop_steps)
         self.arch_config = dict(self.arch_config)
+        self.family_options = dict(self.family_options)
 
     # Fields that may change between a run and its resumption without changing its result
     # (they only say how long to go on, where and how visibly).
@@ -221,10 +225,14 @@ class TrainConfig:
     def family_config(self) -> Any:
         """The family config of this run (`FreezeNetConfig`, `DCTpSConfig`, `LCConfig`, `DenseConfig`)."""
         family = get_family(self.method)
+        known = {f.name for f in fields(family.config_cls)}
+        unknown = sorted(set(self.family_options) - known)
+        if unknown:
+            raise FzpackError(f"{family.config_cls.__name__} has no option {', '.join(unknown)} (it has {', '.join(sorted(known))})")
         options = {"rate": self.freeze_rate, "seed": self.seed, "init": self.init, "reinit_init": self.reinit,  # None: family's
                    "density": self.density if self.density is not None else 1.0 - self.freeze_rate,
                    "allocation": self.allocation, "share": self.share, "bank_fraction": self.bank_fraction,
-                   "l1": self.l1, "prune_1x1": self.prune_1x1}
+                   "l1": self.l1, "prune_1x1": self.prune_1x1, **self.family_options}
         config = family.config_from_train(self.method, options)
         return config.validate() if hasattr(config, "validate") else config
 
