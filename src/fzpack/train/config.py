@@ -20,6 +20,7 @@ from typing import Any
 
 from fzpack.errors import FzpackError
 from fzpack.families import get_family, list_methods
+from fzpack.progress import is_progress_setting
 from fzpack.seeds import derive_seed
 
 __all__ = ["CONFIG_VERSION", "METHODS", "INIT_SCHEMES", "TrainConfig", "TrainError", "derive_seed"]
@@ -97,7 +98,9 @@ class TrainConfig:
         amp_dtype: float16 (with gradient scaling) or bfloat16.
         mask_device: where the saliency pass runs; "cpu" makes masks independent of the GPU.
         save_every: write the resume checkpoint every this many epochs (0: never).
-        progress: show a tqdm bar.
+        progress: how rank 0 shows progress (`fzpack.progress`): True, None or "auto" (a bar when
+            stderr is a terminal, else one plain line per epoch), "bar", "lines", or False/"off".
+            Records written before the modes existed hold True/False and keep their meaning.
     """
 
     version: int = CONFIG_VERSION
@@ -143,7 +146,7 @@ class TrainConfig:
     amp_dtype: str = "float16"
     mask_device: str = "cpu"
     save_every: int = 1
-    progress: bool = True
+    progress: bool | str | None = True
 
     def __post_init__(self) -> None:
         self.lr_drop_epochs = tuple(int(e) for e in self.lr_drop_epochs)
@@ -215,6 +218,8 @@ class TrainConfig:
             raise bad(f"mask_device must be 'cpu' or 'train', got {self.mask_device!r}")
         if not isinstance(self.arch_config, dict):
             raise bad("arch_config must be a dict")
+        if not is_progress_setting(self.progress):
+            raise bad(f"progress must be true, false, 'auto', 'bar', 'lines' or 'off', got {self.progress!r}")
         return self
 
     def family_config(self) -> Any:

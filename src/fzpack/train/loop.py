@@ -35,9 +35,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from fzpack.checkpoint import save_checkpoint
+from fzpack.progress import Progress
 from fzpack.train.build import BuiltModel
 from fzpack.train.checkpoints import LoopState, final_checkpoint, load_resume, resume_path, save_resume
 from fzpack.train.config import TrainConfig, TrainError
@@ -139,15 +139,14 @@ def _amp(config: TrainConfig, device: torch.device, log: Log | None) -> tuple[An
 
 def _epoch(net: nn.Module, model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, autocast: Any,
            batches: Any, config: TrainConfig, state: LoopState, steps_per_epoch: int, built: BuiltModel,
-           bar_on: bool, ctx: DistContext) -> dict[str, float]:
+           progress: Progress, ctx: DistContext) -> dict[str, float]:
     """One epoch of training; stops early at ``max_steps``. Returns mean loss and accuracy (all ranks), steps."""
     family, fstate = built.family, built.state
     net.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=batches.device)
     correct = torch.zeros((), dtype=torch.int64, device=batches.device)
     seen = steps = 0
-    bar = tqdm(batches, total=len(batches), desc=f"epoch {state.epoch + 1}/{config.epochs}", disable=not bar_on,
-               leave=False, dynamic_ncols=True)
+    bar = progress.bar(batches, total=len(batches), desc=f"epoch {state.epoch + 1}/{config.epochs}")
     for x, y in bar:
         if config.max_steps is not None and state.step >= config.max_steps:
             break
@@ -180,7 +179,7 @@ def _epoch(net: nn.Module, model: nn.Module, opt: torch.optim.Optimizer, scaler:
         seen += n
         loss_sum += loss.detach().double() * n
         correct += (out.detach().argmax(1) == y).sum()
-        if bar_on and (steps % 20 == 0 or steps == len(batches)):  # .item() syncs a GPU: not every step
+        if progress.shows_bar and (steps % 20 == 0 or steps == len(batches)):  # .item() syncs a GPU: not every step
             bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.4f}", lr=f"{lr:g}")
     bar.close()
     # The bar shows rank 0's shard; the epoch's record covers every rank's samples.
@@ -215,7 +214,8 @@ def train(config: TrainConfig, output: str | os.PathLike | None = None, *, resum
         output: ``model.pt`` path; None keeps everything in memory (no resume file either).
         resume: continue from ``<output stem>.resume.pt`` when it exists (else start afresh).
         metrics_path: where ``metrics.json`` goes (default: beside ``output``).
-        log: receives one line per epoch and notes (rank 0 only); None is silent.
+        log: receives one line per epoch and notes (rank 0 only). None: those lines go to stderr
+            when ``config.progress`` resolves to plain lines (not a terminal), else nowhere.
 
     Returns:
         A `TrainResult` with the checkpoint, the metrics and the trained model.
@@ -240,6 +240,10 @@ def train(config: TrainConfig, output: str | os.PathLike | None = None, *, resum
 def _train(config: TrainConfig, ctx: DistContext, output: Path | None, resume: bool, metrics_path: Path | None,
            log: Log | None) -> TrainResult:
     t0 = time.perf_counter()
+    # Rank 0 only: a bar on a terminal; elsewhere the epoch lines are the progress (no \r frames).
+    progress = Progress(config.progress if ctx.is_main else False)
+    if log is None and progress.shows_lines:
+        log = progress.line
     if output is not None and ctx.is_main:
         output.parent.mkdir(parents=True, exist_ok=True)
     data = load_run_data(config)
@@ -276,7 +280,7 @@ def _train(config: TrainConfig, ctx: DistContext, output: Path | None, resume: b
         te = time.perf_counter()
         batches.set_epoch(state.epoch)
         stats = _epoch(net, model, opt, scaler, autocast, batches, config, state, steps_per_epoch, built,
-                       bar_on=config.progress and ctx.is_main, ctx=ctx)
+                       progress=progress, ctx=ctx)
         state.epoch += 1
         row: dict[str, Any] = {"epoch": state.epoch, **stats,
                                "lr": lr_at(config, max(state.step - 1, 0), steps_per_epoch, config.dataset)}
