@@ -7,6 +7,7 @@ import sys
 import click
 
 from fzpack.demo import run_demo
+from fzpack.progress import setting_from_flag
 from fzpack_cli.app import cli, print_json
 
 
@@ -16,8 +17,11 @@ from fzpack_cli.app import cli, print_json
 @click.option("--rate", "-q", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.99, show_default=True, help="Freezing rate q.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=2026, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Fashion-MNIST IDX directory.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def demo_cmd(workdir: str, steps: int, rate: float, seed: int, data_dir: str | None, as_json: bool) -> None:
+@click.option("--progress/--no-progress", default=None,
+              help="A progress bar, or one plain line per epoch and stage (default: the bar when stderr is a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (no progress).")
+def demo_cmd(workdir: str, steps: int, rate: float, seed: int, data_dir: str | None, progress: bool | None,
+             as_json: bool) -> None:
     """Train a LeNet-5-Caffe FreezeNet, compress, restore, verify, compare sizes.
 
     \b
@@ -25,7 +29,7 @@ def demo_cmd(workdir: str, steps: int, rate: float, seed: int, data_dir: str | N
       fzpack demo                 # well under a minute on 2 CPU cores
       fzpack demo --rate 0.999 --json
     """
-    r = run_demo(workdir, steps=steps, rate=rate, seed=seed, data_dir=data_dir, progress=not as_json)
+    r = run_demo(workdir, steps=steps, rate=rate, seed=seed, data_dir=data_dir, progress=False if as_json else setting_from_flag(progress))
     if as_json:
         print_json(r.to_dict())
     else:

@@ -9,6 +9,7 @@ import click
 from fzpack.data.datasets import list_datasets
 from fzpack.families import get_family, list_methods
 from fzpack.models.registry import list_models
+from fzpack.progress import setting_from_flag
 from fzpack.train.config import INIT_SCHEMES, LR_SCHEDULES, OPTIMIZERS, TrainConfig, TrainError
 from fzpack.train.loop import train
 from fzpack_cli.app import cli, current_file, print_json
@@ -84,7 +85,8 @@ def _method_help() -> str:
 @click.option("--patience", type=click.IntRange(1), help="Stop after N epochs without a better validation accuracy.")
 @click.option("--augment/--no-augment", default=None, help="Flips + 4-pixel shifts (default: on for CIFAR).")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT's .resume.pt checkpoint if present.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--progress/--no-progress", default=None,
+              help="A progress bar, or one plain line per epoch (default: the bar when stderr is a terminal).")
 @click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False), help="metrics.json path (default: beside -o).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON (no bar, no epoch lines).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="model.pt", show_default=True,
@@ -96,7 +98,7 @@ def train_cmd(method: str, arch: str, arch_config: str | None, dataset: str, dat
               momentum: float | None, nesterov: bool | None, weight_decay: float | None, lr_schedule: str | None,
               label_smoothing: float | None,
               lr_drop_epochs: str | None, lr_drop_steps: str | None, batch_size: int | None, val_split: float,
-              patience: int | None, augment: bool | None, resume: bool, no_progress: bool, metrics_path: str | None,
+              patience: int | None, augment: bool | None, resume: bool, progress: bool | None, metrics_path: str | None,
               as_json: bool, output: str) -> None:
     """Train a FreezeNet, DCTpS or LC network (or a baseline) and save it for `fzpack compress`.
 
@@ -127,7 +129,7 @@ def train_cmd(method: str, arch: str, arch_config: str | None, dataset: str, dat
         nesterov=nesterov, weight_decay=weight_decay, lr_schedule=lr_schedule, label_smoothing=label_smoothing,
         lr_drop_epochs=_ints(lr_drop_epochs, "--lr-drop-epochs"), lr_drop_steps=_ints(lr_drop_steps, "--lr-drop-steps"),
         val_split=val_split, patience=patience, augment=augment, device=device, amp=amp, amp_dtype=amp_dtype,
-        progress=not (no_progress or as_json),
+        progress=False if as_json else setting_from_flag(progress),
     )
     log = None if as_json else (lambda line: click.echo(line, err=True))
     r = train(config, output, resume=resume, metrics_path=metrics_path, log=log)

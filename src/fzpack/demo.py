@@ -24,6 +24,7 @@ from fzpack.compress import compress
 from fzpack.data.datasets import dataset_info
 from fzpack.data.idx import DatasetNotFoundError, find_idx_files
 from fzpack.equality import tree_differences
+from fzpack.progress import Progress
 from fzpack.restore import restore
 from fzpack.train import TrainConfig, train
 from fzpack.train.metrics import evaluate_file
@@ -62,7 +63,7 @@ def _dataset(data_dir: str | None) -> tuple[str, str]:
 
 
 def run_demo(workdir: str | Path, *, steps: int = 600, rate: float = 0.99, seed: int = 2026, data_dir: str | None = None,
-             progress: bool = True) -> DemoReport:
+             progress: bool | str | None = True) -> DemoReport:
     """Train a small FreezeNet with `fzpack.train`, then compress, restore, verify and compare sizes.
 
     Args:
@@ -71,7 +72,9 @@ def run_demo(workdir: str | Path, *, steps: int = 600, rate: float = 0.99, seed:
         rate: freezing rate q.
         seed: the checkpoint's seed (init, mask); the data order derives from it.
         data_dir: Fashion-MNIST directory (default: the Debian package's).
-        progress: show the trainer's progress bar.
+        progress: a `fzpack.progress` setting: True/"auto" shows the trainer's bar on a terminal
+            and otherwise one stderr line per epoch and per stage; "bar", "lines" force one;
+            False is silent.
 
     Returns:
         A :class:`DemoReport` with the size table and the accuracies before and after packing.
@@ -82,6 +85,7 @@ def run_demo(workdir: str | Path, *, steps: int = 600, rate: float = 0.99, seed:
         (True, True)
     """
     t0 = time.perf_counter()
+    stages = Progress(progress)  # the stage lines; the trainer makes the same choice for its epochs
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     dataset, shown = _dataset(data_dir)
@@ -93,13 +97,18 @@ def run_demo(workdir: str | Path, *, steps: int = 600, rate: float = 0.99, seed:
                          val_split=0.1, epochs=max(1, math.ceil(steps / per_epoch)), max_steps=steps, save_every=0,
                          progress=progress)
     pt, fzp = work / "model.pt", work / "model.fzp"
+    say = stages.line
+    say(f"train: FreezeNet lenet5-caffe on {shown}, q = {rate}, {steps} steps -> {pt}")
     result = train(config, pt)
     ckpt = result.checkpoint
     t_train = time.perf_counter() - t0
     rep = compress(pt, fzp)
+    say(f"compress: {fzp}, {rep.output_bytes:,} bytes")
     back = restore(fzp)
     diffs = tree_differences(ckpt, back)
+    say(f"restore: {'bit-identical to' if not diffs else 'DIFFERS from'} {pt}")
     restored = evaluate_file(fzp, dataset, data_dir=data_dir)  # the network rebuilt from the .fzp alone
+    say(f"evaluate: test accuracy {restored['accuracy']:.4f} from {fzp}")
     masks = {n: t["mask"] for n, t in ckpt["fzpack"]["tensors"].items()}
     m = result.metrics
     report = DemoReport(dataset=shown, steps=m["steps"], q=rate, trained_weights=m["trained_weights"],
