@@ -352,7 +352,7 @@ class Base:
                 scale = float(parts[PART_SCALE]) if PART_SCALE in parts else ft.scale
                 trained = parts.get(PART_TRAINED, torch.empty(0, dtype=w.dtype)).detach().to(w.device)
                 new = FrozenTensor(ft.spec, ft.mask, ft.scheme, scale=scale, delta=trained if ft.delta is not None else None)
-                fw = FrozenWeight(new, info.seed, name, w, banks=info.banks)
+                fw = FrozenWeight(new, info.seed, name, w, banks=info.banks, additive=ft.delta is not None)
                 if ft.delta is None:
                     fw.trained.data.copy_(trained)
                 sd[name] = fw.dense().to(w.device)

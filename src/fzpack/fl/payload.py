@@ -6,7 +6,7 @@
     9       1     minor version (0)
     10      2     flags (bit 0: DELTA)
     12      4     header length H (u32 LE)
-    16      4     CRC-32 of the header body
+    16      4     CRC-32 of bytes 0-15 followed by the header body
     20      H     header body: base fingerprint, round, examples, [previous digest], streams, entry map
     20+H    ...   stream payloads, back to back, nothing after them
 
@@ -170,8 +170,7 @@ def encode_update(model_or_values: Values, base: Base, *, round: int = 0, exampl
         key = ("lossy", e.dtype, i if values == "q8" else -1) if lossy else ("exact", e.dtype, -1)
         groups.setdefault(key, []).append(i)
     entry_stream = [0] * len(base.layout)
-    head, stored = Writer(), []
-    head.varint(len(groups))
+    streams, stored = [], []
     for s, ((kind, dtype, _), members) in enumerate(groups.items()):
         for i in members:
             entry_stream[i] = s
@@ -188,21 +187,10 @@ def encode_update(model_or_values: Values, base: Base, *, round: int = 0, exampl
             coded = encode_lossy(values, b"".join(to_numpy_bytes(d) for d in diffs), dtype)
             if coded is not None and len(coded[1]) < len(payload):  # lossless wins ties and tiny streams
                 codec, payload = coded
-        head.u8(codec)
-        head.u8(DTYPE_IDS[dtype])
-        head.varint(len(raw))
-        head.varint(len(payload))
-        head.u32(crc32(payload))
+        streams.append(_Stream(codec, dtype, len(raw), len(payload), crc32(payload)))
         stored.append(payload)
-    head.varint(len(entry_stream))
-    for s in entry_stream:
-        head.varint(s)
-    body = base.fingerprint + _u64(round, "round") + _u64(examples, "examples")
-    body += values_digest(base, prev) if prev is not None else b""
-    body += head.getvalue()
-    flags = FLAG_DELTA if prev is not None else 0
-    pre = MAGIC + struct.pack("<BBHII", VERSION[0], VERSION[1], flags, len(body), crc32(body))
-    return b"".join([pre, body, *stored])
+    digest = values_digest(base, prev) if prev is not None else None
+    return assemble(base.fingerprint, _u64(round, "round"), _u64(examples, "examples"), digest, streams, entry_stream, stored)
 
 
 @dataclass
@@ -212,6 +200,31 @@ class _Stream:
     raw_length: int
     stored_length: int
     crc: int
+
+
+def assemble(fingerprint: bytes, round: int | bytes, examples: int | bytes, previous: bytes | None, streams: list[_Stream],
+             entry_stream: list[int], stored: list[bytes]) -> bytes:
+    """Serialise a payload from its parts as they are (lengths and CRCs are the caller's; tests forge with it)."""
+    w = Writer()
+    w.raw(fingerprint)
+    w.raw(round if isinstance(round, bytes) else struct.pack("<Q", round))
+    w.raw(examples if isinstance(examples, bytes) else struct.pack("<Q", examples))
+    if previous is not None:
+        w.raw(previous)
+    w.varint(len(streams))
+    for s in streams:
+        w.u8(s.codec)
+        w.u8(DTYPE_IDS[s.dtype])
+        w.varint(s.raw_length)
+        w.varint(s.stored_length)
+        w.u32(s.crc)
+    w.varint(len(entry_stream))
+    for i in entry_stream:
+        w.varint(i)
+    body = w.getvalue()
+    flags = FLAG_DELTA if previous is not None else 0
+    pre = MAGIC + struct.pack("<BBHI", VERSION[0], VERSION[1], flags, len(body))
+    return b"".join([pre, struct.pack("<I", crc32(pre + body)), body, *stored])
 
 
 def _read_preamble(view: memoryview) -> tuple[int, int, int]:
@@ -284,7 +297,8 @@ def decode_update(payload: bytes | bytearray | memoryview, base: Base, *, previo
     view = memoryview(payload).cast("B")
     flags, hlen, hcrc = _read_preamble(view)
     body = bytes(view[PREAMBLE_SIZE : PREAMBLE_SIZE + hlen])
-    if crc32(body) != hcrc:
+    # The CRC covers the preamble's first 16 bytes too: a flipped DELTA flag would otherwise shift the parse.
+    if crc32(bytes(view[:16]) + body) != hcrc:
         raise PayloadError("update header checksum mismatch: the payload is corrupted")
     delta = bool(flags & FLAG_DELTA)
     try:
