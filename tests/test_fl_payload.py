@@ -186,3 +186,17 @@ def test_payload_size_lenet5_caffe_freezenet_q099():
     header = 20 + int.from_bytes(blob[12:16], "little")
     assert header <= 512 and len(blob) - header <= 4 * n
     assert len(fl.encode_update(model, base, values="fp16")) <= 2 * k + 4 * (n - k) + 512
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_late_client_holds_the_same_model(run):
+    from fzpack.equality import tree_differences
+    from fzpack.freeze import checkpoint_of
+
+    method, base, client_base, client = run
+    blob = fl.encode_update(client, base)
+    gpu = fzpack.load_into(Net().cuda(), base.to_bytes(), update=blob, trainable=True)  # regenerated on the GPU
+    assert all(p.device.type == "cuda" for p in gpu.parameters())
+    assert fl.encode_update(gpu, base) == blob
+    assert tree_differences(checkpoint_of(client), checkpoint_of(gpu)) == []

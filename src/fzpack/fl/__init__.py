@@ -21,7 +21,8 @@ Example:
 
 from fzpack.errors import PayloadError
 from fzpack.fl.aggregate import average, dense_fedavg, fedavg
-from fzpack.fl.base import PART_PLAIN, PART_SCALE, PART_TRAINED, Base, LayoutEntry
+from fzpack.fl.base import Base
+from fzpack.fl.layout import PART_PLAIN, PART_SCALE, PART_TRAINED, LayoutEntry
 from fzpack.fl.payload import Update, apply_update, decode_update, encode_update, values_digest
 
 __all__ = ["Base", "LayoutEntry", "PART_PLAIN", "PART_SCALE", "PART_TRAINED", "PayloadError", "Update", "apply_update",

@@ -35,7 +35,8 @@ from fzpack.container.file import crc32
 from fzpack.container.layout import DTYPE_IDS, DTYPES
 from fzpack.container.layout import MAGIC as FZP_MAGIC
 from fzpack.errors import FormatError, FzpackError, PayloadError
-from fzpack.fl.base import PART_PLAIN, PART_TRAINED, Base, LayoutEntry
+from fzpack.fl.base import Base
+from fzpack.fl.layout import PART_PLAIN, PART_TRAINED, LayoutEntry
 from fzpack.tensor_bits import from_bytes, to_numpy_bytes
 from fzpack.unpack import DEFAULT_MAX_BYTES
 
@@ -67,10 +68,10 @@ class Update:
         codecs: each stream's codec name (a lossy one says ``cast-fp16``, ``cast-bf16`` or ``q8``).
     """
 
-    values: list[torch.Tensor]
+    values: list[torch.Tensor] = field(repr=False)
     round: int
     examples: int
-    base: Base
+    base: Base = field(repr=False)
     delta: bool = False
     codecs: tuple[str, ...] = field(default_factory=tuple)
 
