@@ -200,3 +200,29 @@ def test_cuda_late_client_holds_the_same_model(run):
     assert all(p.device.type == "cuda" for p in gpu.parameters())
     assert fl.encode_update(gpu, base) == blob
     assert tree_differences(checkpoint_of(client), checkpoint_of(gpu)) == []
+
+
+def test_load_model_from_base_and_update():
+    """A registry model: fzpack.load_model(base, update=payload) rebuilds it with the latest values (plain or trainable)."""
+    x, y = make_synthetic(32, seed=2)
+    x = x.float() / 255
+    model = fzpack.freeze_(create_model("lenet5-caffe"), fzpack.DCTpSConfig(density=0.01, seed=3))
+    base = fl.Base.from_model(model, arch={"name": "lenet5-caffe", "config": {}})
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(2):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    blob = fl.encode_update(model, base, round=2, examples=32)
+    with torch.no_grad():
+        want = model.eval()(x)
+        for m in (fzpack.load_model(base.to_bytes(), update=blob),
+                  fzpack.load_model(base.to_bytes(), update=fl.decode_update(blob, base), frozen_layers=True)):
+            assert torch.equal(m(x), want)
+    numpy_values = [v.numpy() for v in base.values_of(model)]  # e.g. from Flower's ArrayRecord
+    assert fl.encode_update(numpy_values, base, round=2, examples=32) == blob
+    other = fl.Base.from_model(_server("dctps"))
+    with pytest.raises(fzpack.FzpackError, match="belongs to another base"):
+        fzpack.load_model(base.to_bytes(), update=fl.decode_update(fl.encode_update(other, other), other))
+    with pytest.raises(fl.PayloadError, match="for another base"):
+        fzpack.load_model(base.to_bytes(), update=fl.encode_update(other, other))

@@ -117,7 +117,9 @@ def _as_values(x: Values, base: Base, what: str) -> list[torch.Tensor]:
         return base.values_of(x)
     if isinstance(x, torch.Tensor) or not isinstance(x, Sequence):
         raise FzpackError(f"{what} must be a model, an Update, a Base or a list of tensors in layout order")
-    return base.check_values([v.detach().cpu() if isinstance(v, torch.Tensor) else v for v in x])
+    # numpy arrays too (what Flower's ArrayRecord gives back), as zero-copy tensors
+    return base.check_values([v.detach().cpu() if isinstance(v, torch.Tensor) else torch.from_numpy(v)
+                              if isinstance(v, np.ndarray) else v for v in x])
 
 
 def _lossy_candidate(e: LayoutEntry) -> bool:
