@@ -316,13 +316,13 @@ def decode_update(payload: bytes | bytearray | memoryview, base: Base, *, previo
     layout = base.layout
     if len(entry_stream) != len(layout):
         raise PayloadError(f"the payload has {len(entry_stream)} entries, the base's layout {len(layout)}")
-    consumed = [0] * len(streams)
+    consumed, used = [0] * len(streams), set(entry_stream)
     for e, s in zip(layout, entry_stream):
         if streams[s].dtype != e.dtype:
             raise PayloadError(f"{e.label} is {e.dtype} but is read from a {streams[s].dtype} stream ({s})")
         consumed[s] += e.nbytes
     for i, s in enumerate(streams):
-        if i not in entry_stream:
+        if i not in used:
             raise PayloadError(f"stream {i} is used by no entry")
         if consumed[i] != s.raw_length:
             raise PayloadError(f"stream {i} declares {s.raw_length} bytes, its entries take {consumed[i]}")
