@@ -21,3 +21,7 @@ class CheckpointError(FzpackError):
 
 class CodecError(FormatError):
     """A stream cannot be encoded or decoded with the codec it names."""
+
+
+class PayloadError(FormatError):
+    """A federated update payload (formats/fl-update-v1.md) is malformed, corrupted, or for another base."""

@@ -48,7 +48,22 @@ def _make_trainable(model: nn.Module, info: FrozenInfo | None) -> nn.Module:
     return model
 
 
-def load_model(src: str | os.PathLike | bytes | dict, *, device: str | torch.device = "cpu", frozen_layers: bool = False) -> nn.Module:
+def _with_update(ckpt: Any, update: Any) -> Any:
+    """The checkpoint of base ``ckpt`` carrying an update's values instead of its own (fzpack.fl)."""
+    from fzpack.fl import Base, Update, decode_update
+
+    base = Base.from_checkpoint(ckpt)
+    if isinstance(update, Update):
+        if update.base.fingerprint != base.fingerprint:
+            raise FzpackError("the update belongs to another base than the one given")
+        return base.checkpoint_with(update.values)
+    if isinstance(update, (bytes, bytearray, memoryview)):
+        return base.checkpoint_with(decode_update(update, base).values)
+    raise FzpackError(f"update must be payload bytes or an fzpack.fl.Update, got {type(update).__name__}")
+
+
+def load_model(src: str | os.PathLike | bytes | dict, *, device: str | torch.device = "cpu", frozen_layers: bool = False,
+               update: Any = None) -> nn.Module:
     """Rebuild the network a convention checkpoint describes (``fzpack.arch``), weights loaded.
 
     Args:
@@ -56,6 +71,10 @@ def load_model(src: str | os.PathLike | bytes | dict, *, device: str | torch.dev
         device: where the model lives (a `.fzp` regenerates its frozen weights there).
         frozen_layers: return the family's training form (only trained entries, alphas, ... are
             parameters), ready to continue training; default a plain module for inference.
+        update: a federated update payload (bytes) or ``fzpack.fl.Update`` for the base ``src``:
+            the model gets its values instead of the base's own (formats/fl-update-v1.md), so a
+            client that joins late downloads the base once and the current values, never dense
+            weights.
 
     Returns:
         The module in eval mode.
@@ -63,8 +82,11 @@ def load_model(src: str | os.PathLike | bytes | dict, *, device: str | torch.dev
     Example:
         >>> model = fzpack.load_model("model.fzp")
         >>> model(x).argmax(1)
+        >>> model = fzpack.load_model(base_bytes, update=latest_payload)
     """
     ckpt = read_any(src, device)
+    if update is not None:
+        ckpt = _with_update(ckpt, update)
     info = frozen_info(ckpt)
     arch = info.arch if info else None
     if not arch:
@@ -92,7 +114,7 @@ def load_model(src: str | os.PathLike | bytes | dict, *, device: str | torch.dev
 
 
 def load_into(module: nn.Module, src: str | os.PathLike | bytes | dict, *, device: str | torch.device | None = None,
-              trainable: bool = False, strict: bool = True) -> nn.Module:
+              trainable: bool = False, strict: bool = True, update: Any = None) -> nn.Module:
     """Load a checkpoint or `.fzp` into a module you built yourself (one not in fzpack's registry).
 
     Args:
@@ -102,6 +124,8 @@ def load_into(module: nn.Module, src: str | os.PathLike | bytes | dict, *, devic
         trainable: also convert the module into its family's training form with the restored
             masks, scales and offsets (``fzpack.save`` of it continues the same checkpoint).
         strict: passed to ``load_state_dict``.
+        update: a federated update payload (bytes) or ``fzpack.fl.Update`` for the base ``src``:
+            load its values instead of the base's own (see ``load_model``).
 
     Returns:
         ``module``, with every weight bit-identical to the saved ones.
@@ -109,6 +133,7 @@ def load_into(module: nn.Module, src: str | os.PathLike | bytes | dict, *, devic
     Example:
         >>> model = fzpack.load_into(MyNet(), "model.fzp")
         >>> model = fzpack.load_into(MyNet(), "model.fzp", trainable=True)   # continue training
+        >>> model = fzpack.load_into(MyNet(), base_bytes, update=payload, trainable=True)  # a late FL client
     """
     from fzpack.freeze import frozen_state
 
@@ -118,6 +143,8 @@ def load_into(module: nn.Module, src: str | os.PathLike | bytes | dict, *, devic
         first = next(iter((*module.parameters(), *module.buffers())), None)
         device = first.device if first is not None else "cpu"
     ckpt = read_any(src, device)
+    if update is not None:
+        ckpt = _with_update(ckpt, update)
     sd = ckpt.get("state_dict") if isinstance(ckpt, dict) and "state_dict" in ckpt else ckpt
     if not isinstance(sd, dict):
         raise CheckpointError("the checkpoint holds no state dict")
