@@ -136,3 +136,12 @@ def test_a_1_1_feature_in_a_file_that_says_1_0_is_refused():
     with pytest.raises(fzpack.FormatError, match="says version 1.0 but uses 1.1 features"):
         fzpack.restore(bytes(data))
     assert zlib.crc32(body) & 0xFFFFFFFF == struct.unpack("<I", data[16:20])[0]
+
+
+def test_a_file_declaring_a_newer_minor_than_its_features_need_is_refused():
+    """The preamble has no checksum: a flipped minor byte must still be caught (section 2.1)."""
+    data = bytearray((VECTORS / "frozen_normal.fzp").read_bytes())
+    assert data[9] == 0
+    data[9] = 1
+    with pytest.raises(fzpack.FormatError, match="uses no 1.1 feature"):
+        fzpack.restore(bytes(data))

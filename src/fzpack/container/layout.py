@@ -227,9 +227,13 @@ def decode_header(body: bytes, minor: int = VERSION[1]) -> Header:
     h.tree = r.blob(MAX_HEADER_BYTES, "tree")
     r.expect_end()
     _validate(h)
-    if minor_version(h) > minor:
-        raise FormatError(f"the file says version 1.{minor} but uses 1.{minor_version(h)} features "
+    needed = minor_version(h)
+    if needed > minor:
+        raise FormatError(f"the file says version 1.{minor} but uses 1.{needed} features "
                           "(distribution dct, per-row or additive frozen tensors)")
+    if needed < minor:  # the minor is the oldest sufficient one (section 2.1): also what catches a flipped minor byte
+        raise FormatError(f"the file says version 1.{minor} but uses no 1.{minor} feature (a writer records 1.{needed}): "
+                          "corrupted preamble?")
     return h
 
 
