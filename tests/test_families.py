@@ -244,3 +244,32 @@ def test_load_into_on_cuda_regenerates_the_same_weights(tmp_path, method):
     gpu = fzpack.load_into(Net().cuda(), tmp_path / "model.fzp", trainable=True)
     assert all(p.device.type == "cuda" for p in gpu.parameters())
     assert tree_differences(checkpoint_of(model), checkpoint_of(gpu)) == []  # checkpoint_of copies to the CPU
+
+
+def test_dctps_conv_layer_is_the_dct_of_each_channel_fastest_patch():
+    """The D part of a DCTpS conv (alpha 1, S 0) is C[o, (kh*k + kw)*c_in + c] of the orthonormal DCT-II.
+
+    Direct formula in float64, C[k, n] = s_k cos(pi (2n + 1) k / (2N)), N = max(patch, out):
+    every entry within one float32 ulp (dctps.md section 4, the reference code's layout).
+    """
+    import numpy as np
+
+    conv = nn.Sequential(nn.Conv2d(3, 5, 3, bias=False))  # patch 27 > out 5: N = 27
+    fzpack.freeze_(conv, fzpack.DCTpSConfig(density=0.05, seed=1))
+    fw = conv[0].frozen_weight
+    with torch.no_grad():
+        fw.trained.zero_()
+        w = conv[0].weight.detach().double().numpy()
+    out_c, c_in, k = 5, 3, 3
+    n = max(c_in * k * k, out_c)
+    got, want = np.empty((out_c, c_in * k * k)), np.empty((out_c, c_in * k * k))
+    for o in range(out_c):
+        s = np.sqrt((1.0 if o == 0 else 2.0) / n)
+        for kh in range(k):
+            for kw in range(k):
+                for c in range(c_in):
+                    p = (kh * k + kw) * c_in + c
+                    got[o, p] = w[o, c, kh, kw]
+                    want[o, p] = s * np.cos(np.pi * (2 * p + 1) * o / (2 * n))
+    ulp = np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(got - want) <= ulp)
