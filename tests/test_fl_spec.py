@@ -20,6 +20,7 @@ import torch
 from fzpack import fl
 from fzpack.families import get_family, list_methods
 from test_fl_payload import _client, _server
+from conftest import spec_varint
 
 SPEC = (Path(__file__).resolve().parent.parent / "formats" / "fl-update-v1.md").read_text(encoding="utf-8")
 DTYPE_IDS = {torch.float32: 1, torch.float16: 2, torch.bfloat16: 3, torch.float64: 4, torch.int64: 5, torch.bool: 10}
@@ -130,14 +131,7 @@ def test_payload_header_as_the_document_defines_it():
             pos += 2
             lengths = []
             for _ in range(2):
-                v, shift = 0, 0
-                while True:
-                    b = body[pos]
-                    pos += 1
-                    v |= (b & 0x7F) << shift
-                    shift += 7
-                    if not b & 0x80:
-                        break
+                v, pos = spec_varint(body, pos)
                 lengths.append(v)
             crc = struct.unpack("<I", body[pos : pos + 4])[0]
             pos += 4
