@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "src")]
 
-from fuzz_engine import atheris_child, corpus_inputs, line_coverage, run_mutator  # noqa: E402
+from fuzz_engine import atheris_child, line_coverage, run_mutator  # noqa: E402
 from fuzz_targets import TARGETS  # noqa: E402
 
 #: Findings of earlier runs and the commits that fixed them (docs/results.md lists them).
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     report["executions"] = sum(s["executions"] for s in report["targets"])
     report["findings"] = sum(len(s["findings"]) for s in report["targets"])
     if not args.no_coverage:
-        report["coverage"] = line_coverage({n: corpus_inputs(n, args.workdir) for n in names})
+        report["coverage"] = line_coverage(names, args.workdir)
         print(f"coverage: {report['coverage']['covered']:,} of {report['coverage']['statements']:,} parser statements "
               f"({report['coverage']['percent']}%)")
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -234,40 +234,17 @@ def atheris_child(target: str, runs: int | None, seconds: float | None, workdir:
     atheris.Fuzz()
 
 
-def line_coverage(targets: dict[str, list[bytes]]) -> dict[str, Any]:
-    """Run each target's inputs under coverage.py; lines reached in each parser module, and in total.
-
-    Args:
-        targets: target name -> inputs (its seeds plus the corpus a run left behind).
+def line_coverage(names: list[str], workdir: Path) -> dict[str, Any]:
+    """The parser lines each target's seeds plus its grown corpus reach (``fuzz_coverage.py`` in a fresh process).
 
     Returns:
         ``{"modules": {module: [covered, statements]}, "covered": n, "statements": m, "percent": p}``.
     """
-    import importlib
+    import subprocess
 
-    import coverage
-
-    from fuzz_targets import target as get_target
-
-    modules = sorted({m for name in targets for m in get_target(name).modules})
-    files = {m: importlib.import_module(m).__file__ for m in modules}
-    cov = coverage.Coverage(data_file=None, include=list(files.values()))
-    cov.start()
-    try:
-        for name, inputs in targets.items():
-            rec = Recorder(name, Path("/tmp/fzpack-fuzz-coverage"))
-            for data in inputs:
-                rec.execute(get_target(name).run, data, timer=False)
-    finally:
-        cov.stop()
-    out: dict[str, Any] = {"modules": {}}
-    for m, f in files.items():
-        _, statements, _, missing, _ = cov.analysis2(f)
-        out["modules"][m] = [len(statements) - len(missing), len(statements)]
-    out["covered"] = sum(c for c, _ in out["modules"].values())
-    out["statements"] = sum(s for _, s in out["modules"].values())
-    out["percent"] = round(100 * out["covered"] / max(out["statements"], 1), 1)
-    return out
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("fuzz_coverage.py")), str(workdir), *names],
+                          capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def corpus_inputs(target: str, workdir: Path) -> list[bytes]:
