@@ -33,7 +33,14 @@ from fuzz_targets import TARGETS  # noqa: E402
 
 #: Findings of earlier runs and the commits that fixed them (docs/results.md lists them).
 FIXED = [
-    # {"target": ..., "finding": ..., "fix": "<commit> <subject>", "regression": "tests/fuzz_regressions/..."},
+    {"target": "tree", "finding": "RuntimeError from torch.device on a \"$device\" string torch refuses",
+     "found": "a hand-made hostile tree, writing the harness", "fix": "c5e7b79", "regression": "tests/fuzz_regressions/tree--device-string-torch-refuses.bin"},
+    {"target": "container", "finding": "ZeroDivisionError in inspect's LC description of a zero-length bank",
+     "found": "a hand-made hostile file, writing the harness", "fix": "5afd1a3", "regression": "tests/fuzz_regressions/container--inspect-lc-zero-length-bank.bin"},
+    {"target": "container", "finding": "KeyError restoring any complex128 tensor (16-byte items)",
+     "found": "building the golden corpus (every dtype)", "fix": "47604e2", "regression": "tests/fuzz_regressions/container--complex128-restore.bin"},
+    {"target": "(write faults)", "finding": "RuntimeError traceback from torch.save when the disk fills mid-checkpoint",
+     "found": "the RLIMIT_FSIZE fault test", "fix": "41f69f5", "regression": "tests/test_write_faults.py::test_full_disk_during_training_checkpoint"},
 ]
 
 
@@ -85,7 +92,7 @@ def results_markdown(report: dict) -> str:
     cov_rows.append(["**parsers**", cov["covered"], cov["statements"], f"{cov['percent']}%"])
     found = [[f["target"], f["kind"], f["where"], f["message"][:90].replace("|", "\\|")]
              for s in report["targets"] for f in s["findings"]]
-    fixed = [[f["target"], f["finding"], f["fix"], f["regression"]] for f in FIXED]
+    fixed = [[f["target"], f["finding"], f["found"], f["fix"], f["regression"]] for f in FIXED]
     text = ["## Fuzzing the parsers (issue 11)", "",
             "Every entry point that parses bytes, fed mutated inputs seeded from `formats/vectors` "
             "(benchmarks/fuzz_targets.py). A finding is an exception other than `FzpackError`, an "
@@ -95,8 +102,9 @@ def results_markdown(report: dict) -> str:
             md_table(["parser module", "lines reached", "statements", "coverage"], cov_rows), ""]
     text += ["Findings in this run:", "", md_table(["target", "kind", "where", "message"], found) if found else "none", ""]
     if fixed:
-        text += ["Findings of earlier runs, each with its fix and regression test:", "",
-                 md_table(["target", "finding", "fix commit", "regression test"], fixed), ""]
+        text += ["Bugs found while building the harnesses, the golden corpus and the fault tests, each with its fix "
+                 "and regression test:", "",
+                 md_table(["target", "finding", "found by", "fix commit", "regression test"], fixed), ""]
     return "\n".join(text)
 
 
