@@ -99,6 +99,10 @@ def results_markdown(report: dict) -> str:
             "execution over 2 s, or memory growth past the limit; coverage is the statements of the "
             "parser modules reached by the seeds plus the corpus the run grew (coverage.py).", "",
             md_table(["target", "engine", "executions", "seconds", "exec/s", "findings"], rows), "",
+            "seconds: wall time of the target's run, process start-up and seed loading included; exec/s: the "
+            "fuzzing loop's own rate (what a long run sustains, before its corpus grows)."
+            + (" A short check run: the goal is at least 1,000,000 executions over all targets with 0 findings."
+               if total < 1_000_000 else ""), "",
             md_table(["parser module", "lines reached", "statements", "coverage"], cov_rows), ""]
     text += ["Findings in this run:", "", md_table(["target", "kind", "where", "message"], found) if found else "none", ""]
     if fixed:
