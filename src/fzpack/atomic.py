@@ -1,4 +1,14 @@
-"""Write-then-rename, so a failure or a Ctrl-C never leaves a partial output file behind."""
+"""Write-then-rename, so a failure, a Ctrl-C or a SIGKILL never leaves a partial output file behind.
+
+The bytes go to a temporary file in the output's directory, ``.<name>.<pid>.<random>.tmp``, which
+is flushed, fsynced and then renamed over the output (``os.replace``: atomic on POSIX, so a
+concurrent reader sees the old file or the new one, never a mix, and of two concurrent writers
+the last rename wins with a complete file). On an error the temporary file is removed and the
+error is one :class:`OutputError` line naming the output. A process killed with SIGKILL cannot
+remove its temporary file: it stays, under its dot-name (never the output's name), until the next
+write of the same output removes it - only once the process that made it is gone, so a
+concurrent writer's file is never touched.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +18,133 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from fzpack.errors import OutputError
+
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_prefix(path: str | os.PathLike) -> str:
+    """The name every temporary file of ``path`` starts with (the pid of its writer follows)."""
+    return f".{Path(path).name}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process, or not a pid: leave the file alone
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files of ``path`` left by writers that no longer run (a SIGKILL); returns them."""
+    path = Path(path)
+    prefix = temp_prefix(path)
+    removed = []
+    try:
+        candidates = [p for p in (path.parent or Path(".")).iterdir() if p.name.startswith(prefix) and p.name.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return removed
+    for p in candidates:
+        pid = p.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (best effort: not every filesystem lets a directory be fsynced)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _Tracked:
+    """The temporary file as ``write`` sees it: it remembers the first OS error of a write or flush.
+
+    ``torch.save`` turns a failed write (EFBIG, ENOSPC) into a ``RuntimeError`` about a zip position;
+    the remembered error lets ``write_atomic`` report the real cause in one line.
+    """
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, b) -> int:
+        try:
+            return self._f.write(b)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    Args:
+        path: the output file; it is either left as it was or replaced by a complete new file.
+        write: writes the whole content to the binary file object it is given.
+
+    Raises:
+        OutputError: the directory is not writable, the disk (or RLIMIT_FSIZE) is full, or another
+            OS error; the temporary file is gone and ``path`` untouched. Errors raised by
+            ``write`` itself propagate as they are, after the same cleanup.
+
+    Example:
+        >>> write_atomic("model.fzp", lambda f: f.write(data))
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    umask = os.umask(0)
-    os.umask(umask)
+    directory = path.parent if str(path.parent) else Path(".")
+    remove_stale_temps(path)
+    tmp = None
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs should look like any other file
+        fd, tmp = tempfile.mkstemp(prefix=f"{temp_prefix(path)}{os.getpid()}.", suffix=TEMP_SUFFIX, dir=directory)
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(f.fileno(), 0o666 & ~umask)  # mkstemp makes 0600; outputs should look like any other file
+            tracked = _Tracked(f)
+            try:
+                write(tracked)  # type: ignore[arg-type]
+            except Exception as e:
+                if tracked.error is not None and not isinstance(e, OSError):
+                    raise tracked.error from e  # the disk's error, not what the serializer made of it
+                raise
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+        _fsync_dir(directory)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """:func:`write_atomic` of ``data``."""
     write_atomic(path, lambda f: f.write(data))

@@ -25,3 +25,10 @@ class CodecError(FormatError):
 
 class PayloadError(FormatError):
     """A federated update payload (formats/fl-update-v1.md) is malformed, corrupted, or for another base."""
+
+
+class OutputError(FzpackError, OSError):
+    """An output file could not be written (read-only directory, full disk, ...); nothing was left under its name.
+
+    Also an ``OSError``, so code that caught the operating system's error keeps working.
+    """

@@ -36,7 +36,8 @@ def from_bytes(data: bytes | memoryview, dtype: torch.dtype, shape: tuple[int, .
     size = torch.empty((), dtype=dtype).element_size()
     if not data:
         return torch.empty(shape, dtype=dtype)
-    np_int = _NP_INT_OF_SIZE[size]
+    # complex numbers travel as (real, imaginary) pairs: read them as integers of the component size
+    np_int = _NP_INT_OF_SIZE[size // 2 if dtype.is_complex else size]
     arr = np.frombuffer(data, dtype=np.dtype(np_int).newbyteorder("<")).astype(np_int, copy=True)
     raw = torch.from_numpy(arr)
     if dtype == torch.bool:

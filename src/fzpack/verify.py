@@ -33,12 +33,12 @@ class VerifyReport:
         return asdict(self)
 
 
-def verify(path: str | os.PathLike, against: str | os.PathLike | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES,
+def verify(path: str | os.PathLike | bytes, against: str | os.PathLike | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES,
            tolerance: float | None = None, rtol: float = 0.0) -> VerifyReport:
     """Check a `.fzp` file end to end.
 
     Args:
-        path: the `.fzp` file.
+        path: the `.fzp` file (or its bytes, as for ``restore`` and ``inspect``).
         against: optional original `.pt`; the restored object must equal it bit for bit, or,
             with ``tolerance``, its floating tensors must be within ``tolerance + rtol * |x|``.
         max_bytes: refuse files whose tensors would need more memory than this.
@@ -53,7 +53,8 @@ def verify(path: str | os.PathLike, against: str | os.PathLike | None = None, *,
         True
         >>> fzpack.verify("model-q8.fzp", against="model.pt", tolerance=1e-3).max_abs_error
     """
-    un = unpack(read_file(path), max_bytes=max_bytes)
+    data = path if isinstance(path, (bytes, bytearray)) else read_file(path)
+    un = unpack(data, max_bytes=max_bytes)
     lossy = any(s.codec in LOSSY_CODECS for s in un.header.streams)
     if against is None:
         return VerifyReport(ok=True, tensors=len(un.tensors), compared=False, lossy=lossy)

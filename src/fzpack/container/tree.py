@@ -180,7 +180,7 @@ class TreeDecoder:
                 raise ValueError(f"unknown dtype {doc['$dtype']!r}")
             return dt
         if "$device" in doc:
-            return torch.device(doc["$device"])
+            return _device(doc["$device"])
         if "$sd" in doc:
             items = [self._sd_item(ref) for ref in _list(doc["$sd"])]
         elif "$d" in doc:
@@ -212,6 +212,13 @@ def _list(v: Any) -> list:
     if not isinstance(v, list):
         raise ValueError(f"expected a list, got {type(v).__name__}")
     return v
+
+
+def _device(spec: Any) -> torch.device:
+    try:
+        return torch.device(spec)
+    except RuntimeError as e:  # torch's error type for a malformed device string ("", "foo", "cpu:-5")
+        raise ValueError(str(e).splitlines()[0][:120]) from None
 
 
 def _hashable(k: Any) -> Any:

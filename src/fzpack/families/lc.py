@@ -195,7 +195,8 @@ class LCFamily(Family):
             lines.append(f"  {len(spatial)} frozen spatial convs, {sum(t['numel'] for t in spatial):,} weights, 0 bytes")
         for bank in info.get("banks", []):
             largest = max((t["numel"] for t in spatial), default=0)
-            frac = f", 1/{largest / bank['length']:.3g} of the largest slice ({largest:,})" if largest else ""
+            # a zero-length bank cannot be restored, but inspect describes files without restoring them
+            frac = f", 1/{largest / bank['length']:.3g} of the largest slice ({largest:,})" if largest and bank["length"] else ""
             lines.append(f"  bank {bank['name']!r}: length {bank['length']:,}{frac}, regenerated from the seed")
         pruned = [t for t in frozen if t["init"]["dist"] == "zeros"]
         if pruned:
