@@ -26,7 +26,7 @@ import argparse
 import time
 
 from common import ROOT, md_table, write_section
-from grid import accuracy_panel, fmt_mean_std, grid_main, load_results, mean_std, run_grid
+from grid import accuracy_panel, fmt_mean_std, grid_main, load_results, mean_std, plateau, run_grid
 
 RESULTS = ROOT / "benchmarks" / "results" / "dctps"
 WORK = ROOT / "runs" / "dctps"  # model.pt and resume files: large, not committed
@@ -117,7 +117,7 @@ def cmd_report(args: argparse.Namespace) -> None:
                  f"Runs at or below chance (< 0.2): {collapse or 'none'}.\n",
                  md_table(["density", "trained weights", "DCTpS acc", "Sparse (EPL) acc", "FreezeNet acc",
                            "DCTpS .fzp B", "Sparse (EPL) .fzp B", "FreezeNet .fzp B"], rows),
-                 f"\nBest epoch / epochs run: {best}\n"]
+                 f"\nBest epoch / epochs run: {best}\n", plateau(runs)]
     if not body:
         print("no results yet")
         return

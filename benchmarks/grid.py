@@ -109,3 +109,25 @@ def accuracy_panel(ax, runs: list[dict], key: str, values: tuple, series: tuple[
     if base:
         ax.axhline(sum(base) / len(base), color="gray", lw=1, label="dense")
     ax.set_ylabel("test accuracy")
+
+
+def plateau(runs: list[dict]) -> str:
+    """Has accuracy stopped rising? The validation gain of each run's last two epochs over all before.
+
+    Reported over all runs and per method, so a method whose runs were still improving when the
+    budget ended is visible as such.
+    """
+    gains: dict[str, list[tuple[float, str]]] = {}
+    for r in runs:
+        h = [e["val_accuracy"] for e in r["metrics"]["history"] if e.get("val_accuracy") is not None]
+        if len(h) > 2:
+            gains.setdefault(r["method"], []).append((max(h[-2:]) - max(h[:-2]), r["name"]))
+    every = [g for v in gains.values() for g in v]
+    if not every:
+        return ""
+    top = max(every)
+    per = "; ".join(f"{m}: {100 * sum(g for g, _ in v) / len(v):+.2f} pt mean, {100 * max(v)[0]:+.2f} max"
+                    for m, v in gains.items())
+    return (f"Plateau check: the last two epochs raised the best validation accuracy by {100 * top[0]:+.2f} pt at most "
+            f"({top[1]}), {100 * sum(g for g, _ in every) / len(every):+.3f} pt on average over the {len(every)} runs "
+            f"(per method: {per}).\n")

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from common import ROOT, md_table, write_section
-from grid import accuracy_panel, fmt_mean_std, grid_main, load_results, mean_std, run_grid
+from grid import accuracy_panel, fmt_mean_std, grid_main, load_results, mean_std, plateau, run_grid
 
 RESULTS = ROOT / "benchmarks" / "results" / "repro"
 WORK = ROOT / "runs" / "repro"  # model.pt and resume files: large, not committed
@@ -164,7 +164,7 @@ def cmd_report(args: argparse.Namespace) -> None:
                  f"{[r['name'] for r in runs if r['metrics'].get('diverged')] or 'none'}.\n",
                  md_table(["q", "q_beta", "FreezeNet test acc", "FN / baseline", "paper FN / baseline (MNIST)", "SNIP test acc",
                            "random-mask freeze", "factor, paper convention", "paper factor", "factor, real .fzp"], rows),
-                 "\nBest epoch / epochs run per run: " + "; ".join(best) + "\n", _plateau(runs)]
+                 "\nBest epoch / epochs run per run: " + "; ".join(best) + "\n", plateau(runs)]
     if not body:
         print("no results yet")
         return
@@ -178,20 +178,6 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(text)
     if not args.no_write:
         write_section("reproduce-freezenet", text)
-
-
-def _plateau(runs: list[dict]) -> str:
-    """Has accuracy stopped rising? The validation gain of each run's last two epochs over all before."""
-    gains = []
-    for r in runs:
-        h = [e["val_accuracy"] for e in r["metrics"]["history"] if e.get("val_accuracy") is not None]
-        if len(h) > 2:
-            gains.append((max(h[-2:]) - max(h[:-2]), r["name"]))
-    if not gains:
-        return ""
-    top = max(gains)
-    return (f"Plateau check: the last two epochs raised the best validation accuracy by {100 * top[0]:+.2f} pt at most "
-            f"({top[1]}), {100 * sum(g for g, _ in gains) / len(gains):+.3f} pt on average over the {len(gains)} runs.\n")
 
 
 def _plot(path: Path) -> None:
