@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
@@ -133,8 +134,9 @@ def fzpack_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
     arrays_key = str(config.get(CONFIG_ARRAYS_KEY, "arrays"))
     inner = RecordDict({k: v for k, v in content.items() if k != RECORD_KEY})
     inner[arrays_key] = values_record(base, update.values)
-    msg.content = inner
-    reply = call_next(msg, context)
+    decoded = copy.copy(msg)  # the same metadata, the decoded content; the received message stays as it came
+    decoded.content = inner
+    reply = call_next(decoded, context)
 
     if (reply.has_error() or not reply.has_content() or arrays_key not in reply.content.array_records
             or msg.metadata.message_type.split(".")[0] != MessageType.TRAIN):
