@@ -145,8 +145,14 @@ class _Grid:
         return InMemoryGrid(*args, **kwargs)
 
 
-def _run(flower, rounds=2, nodes=(3, 1), lose_state=None, **strategy_kwargs):
-    base, _ = _freezenet_base()
+def _dctps_base() -> tuple[fl.Base, torch.nn.Module]:
+    torch.manual_seed(0)
+    model = fzpack.freeze_(create_model("lenet5-caffe"), fzpack.DCTpSConfig(density=0.01, seed=1))
+    return fl.Base.from_model(model, arch={"name": "lenet5-caffe", "config": {}}), model
+
+
+def _run(flower, rounds=2, nodes=(3, 1), lose_state=None, make_base=_freezenet_base, **strategy_kwargs):
+    base, _ = make_base()
     trained: dict = {}
     started: dict = {}
     grid = _Grid(_client_app(flower, trained, started), nodes)
@@ -194,6 +200,15 @@ def test_base_once_then_values_and_fedavg_bit_for_bit(flower):
     for r in (1, 2, 3):
         for e in strategy.rounds[r - 1]["uplink"]:
             assert e["payload_bytes"] <= BOUND and e["record_bytes"] == e["payload_bytes"] + len("update")
+
+
+def test_dctps_alphas_and_offsets_travel_as_values(flower):
+    base, strategy, grid, trained, globals_, _ = _run(flower, rounds=2, make_base=_dctps_base, uplink="fp16")
+    assert any(e.part == fl.PART_SCALE for e in base.layout)  # the alphas are 0-d entries of the layout
+    assert strategy.round_summary(2)["downlink"]["base_bytes"] == 0
+    for r in (1, 2):
+        ups = [fl.decode_update(strategy.uplinks[r][n], base, previous=trained["started"][r][n]) for n in (1, 3)]
+        assert all(u.lossy for u in ups) and _same_bits(globals_[r], fl.fedavg(ups))
 
 
 def test_a_node_that_lost_its_state_gets_base_and_values_again(flower):

@@ -106,7 +106,8 @@ def record_values(record: ArrayRecord, base: Base) -> list[torch.Tensor]:
     if list(record.keys()) != labels:
         raise FzpackError(f"the ArrayRecord's keys are not the base's layout: expected {labels[:3]}..., "
                           f"got {list(record.keys())[:3]}...")
-    return base.check_values([torch.from_numpy(np.ascontiguousarray(record[k].numpy())) for k in labels])
+    # np.require keeps 0-d arrays 0-d (np.ascontiguousarray would make scales 1-d)
+    return base.check_values([torch.from_numpy(np.require(record[k].numpy(), requirements=["C", "W"])) for k in labels])
 
 
 def need_reply_content(what: str, base_hex: str) -> RecordDict:
