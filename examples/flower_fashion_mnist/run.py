@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--local-epochs", type=int, default=1)
     p.add_argument("--local-steps", type=int, default=0, help="> 0: at most this many local steps per round")
     p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--lr", type=float, default=0.0, help="0: the family's paper lr")
+    p.add_argument("--lr", type=float, default=0.0, help="0: per method (SGD 0.1 FreezeNet, 0.01 dense, Adam 1e-3 DCTpS)")
     p.add_argument("--q", type=float, default=0.99, help="FreezeNet freezing rate")
     p.add_argument("--density", type=float, default=0.01, help="DCTpS density")
     p.add_argument("--fraction-train", type=float, default=1.0)
