@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(results, indent=1))
     if not args.quiet:
         print_table(results)
-        print(f"total {results['run_seconds']:.1f} s (start-up and shut-down included); results in {out}")
+        print(f"total {results['run_seconds']:.1f} s (start-up and shut-down included); results in {args.out}")
     return 0
 
 
