@@ -212,8 +212,9 @@ def test_dctps_alphas_and_offsets_travel_as_values(flower):
 
 
 def test_a_node_that_lost_its_state_gets_base_and_values_again(flower):
-    def forget(grid):
+    def forget(grid):  # a SuperNode restarted: its state is gone
         grid.contexts[1].state.config_records.pop(flower.STATE_KEY)
+        grid.contexts[1].state.array_records.pop(flower.HELD_KEY)
 
     base, strategy, grid, trained, globals_, _ = _run(flower, rounds=2, lose_state=(1, forget))
     s = strategy.round_summary(2)
@@ -224,10 +225,11 @@ def test_a_node_that_lost_its_state_gets_base_and_values_again(flower):
 
 def test_deltas_and_lossy_codecs_per_direction(flower):
     def tamper(grid):  # node 1 holds other values than the server thinks: it must ask for the full values
-        st = grid.contexts[1].state.config_records[flower.STATE_KEY]
-        held = fl.decode_update(st["held"], flower.client_base(grid.contexts[1])).values
+        ctx = grid.contexts[1]
+        base = flower.client_base(ctx)
+        held = flower.record_values(ctx.state.array_records[flower.HELD_KEY], base)
         held[0] = held[0] + 1
-        st["held"] = fl.encode_update(held, flower.client_base(grid.contexts[1]))
+        ctx.state[flower.HELD_KEY] = flower.values_record(base, held)
 
     base, strategy, grid, trained, globals_, _ = _run(flower, rounds=3, lose_state=(2, tamper), downlink="fp16",
                                                       downlink_delta=True, uplink="q8", uplink_delta=True)

@@ -27,10 +27,11 @@ try:
 except ImportError as e:  # pragma: no cover - exercised where Flower is absent
     raise ImportError("fzpack.fl.flower needs Flower: pip install 'fzpack[fl]' (flwr[simulation]==1.41.0)") from e
 
-from fzpack.fl.flower.client import STATE_KEY, client_base, client_model, fzpack_mod
+from fzpack.fl.flower.client import HELD_KEY, STATE_KEY, client_base, client_model, fzpack_mod
 from fzpack.fl.flower.protocol import (PROTOCOL, RECORD_KEY, STYPE_BASE, STYPE_UPDATE, array_bytes, bytes_array,
                                        record_values, values_record)
 from fzpack.fl.flower.server import FzpackFedAvg, MeteredFedAvg, summarize
 
-__all__ = ["FzpackFedAvg", "MeteredFedAvg", "PROTOCOL", "RECORD_KEY", "STATE_KEY", "STYPE_BASE", "STYPE_UPDATE", "array_bytes",
-           "bytes_array", "client_base", "client_model", "fzpack_mod", "record_values", "summarize", "values_record"]
+__all__ = ["FzpackFedAvg", "HELD_KEY", "MeteredFedAvg", "PROTOCOL", "RECORD_KEY", "STATE_KEY", "STYPE_BASE", "STYPE_UPDATE",
+           "array_bytes", "bytes_array", "client_base", "client_model", "fzpack_mod", "record_values", "summarize",
+           "values_record"]

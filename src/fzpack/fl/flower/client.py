@@ -42,9 +42,10 @@ from fzpack.fl.flower.protocol import (BASE_KEY, CONFIG_BASE, CONFIG_UPLINK, CON
                                        array_bytes, bytes_array, need_reply_content, record_values, values_record)
 from fzpack.fl.payload import decode_update, encode_update, read_header, values_digest
 
-__all__ = ["STATE_KEY", "client_base", "client_model", "fzpack_mod"]
+__all__ = ["HELD_KEY", "STATE_KEY", "client_base", "client_model", "fzpack_mod"]
 
-STATE_KEY = "fzpack.client"  # context.state ConfigRecord: {"base": .fzp bytes, "held": lossless payload of the held values}
+STATE_KEY = "fzpack.client"  # context.state ConfigRecord: {"base": the .fzp bytes}
+HELD_KEY = "fzpack.held"  # context.state ArrayRecord: the global values the node last decoded (values_record form)
 CONFIG_ARRAYS_KEY = "fzpack.arrays-key"
 _BASES: OrderedDict[bytes, Base] = OrderedDict()  # parsed bases of this process, by the bytes' identity
 
@@ -66,6 +67,16 @@ def _state(context: Context) -> ConfigRecord:
         rec = ConfigRecord()
         context.state[STATE_KEY] = rec
     return rec
+
+
+def _held(context: Context, base: Base) -> list | None:
+    record = context.state.array_records.get(HELD_KEY)
+    if record is None:
+        return None
+    try:
+        return record_values(record, base)
+    except FzpackError:  # values of another layout: as good as none
+        return None
 
 
 def client_base(context: Context) -> Base | None:
@@ -118,18 +129,18 @@ def fzpack_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
             raise PayloadError(f"the base in this message is not the one its config names ({want[:16]}...)")
         if state.get("base") != data:
             state["base"] = data
-            state.pop("held", None)  # values of another base
+            context.state.array_records.pop(HELD_KEY, None)  # values of another base
     base = client_base(context)
     if base is None or base.fingerprint_hex != want:
         return Message(need_reply_content("base", want), reply_to=msg)
 
     payload = array_bytes(incoming[VALUES_KEY], STYPE_UPDATE)
-    held = decode_update(state["held"], base).values if isinstance(state.get("held"), bytes) else None
+    held = _held(context, base)
     header = read_header(payload)
     if header.delta and (held is None or values_digest(base, held) != header.previous):
         return Message(need_reply_content("values", want), reply_to=msg)
     update = decode_update(payload, base, previous=held)
-    state["held"] = encode_update(update.values, base, round=update.round)  # lossless: exactly what was decoded
+    context.state[HELD_KEY] = values_record(base, update.values)  # exactly what was decoded: a delta's previous
 
     arrays_key = str(config.get(CONFIG_ARRAYS_KEY, "arrays"))
     inner = RecordDict({k: v for k, v in content.items() if k != RECORD_KEY})
