@@ -5,7 +5,8 @@
     python examples/flower_fashion_mnist/run.py --engine deployment --clients 2 --rounds 2 --method freezenet --out results.json
 
 ``simulation``: a SuperLink with ``--simulation`` runs the app on Flower's Simulation Engine
-(Ray; needs ``flwr[simulation]``). ``deployment``: a SuperLink and ``--clients`` SuperNodes as
+(Ray; needs ``flwr[simulation]``; Ray's internal services listen on every interface, which
+Flower 1.41 does not let us change). ``deployment``: a SuperLink and ``--clients`` SuperNodes as
 separate processes on 127.0.0.1 (insecure, loopback only). Either way the app is started with
 ``flwr run`` and the results (per round: uplink / downlink bytes, cumulative bytes, central test
 accuracy, wall time) land in ``--out``.
