@@ -23,7 +23,9 @@ from fzpack.errors import PayloadError
 from fzpack.fl.aggregate import average, dense_fedavg, fedavg
 from fzpack.fl.base import Base
 from fzpack.fl.layout import PART_PLAIN, PART_SCALE, PART_TRAINED, LayoutEntry
-from fzpack.fl.payload import Update, apply_update, decode_update, encode_update, values_digest
+from fzpack.fl.payload import (PayloadHeader, Update, apply_update, decode_update, encode_update, read_header,
+                               values_digest)
 
-__all__ = ["Base", "LayoutEntry", "PART_PLAIN", "PART_SCALE", "PART_TRAINED", "PayloadError", "Update", "apply_update",
-           "average", "decode_update", "dense_fedavg", "encode_update", "fedavg", "values_digest"]
+__all__ = ["Base", "LayoutEntry", "PART_PLAIN", "PART_SCALE", "PART_TRAINED", "PayloadError", "PayloadHeader", "Update",
+           "apply_update", "average", "decode_update", "dense_fedavg", "encode_update", "fedavg", "read_header",
+           "values_digest"]

@@ -40,7 +40,8 @@ from fzpack.fl.layout import PART_PLAIN, PART_TRAINED, LayoutEntry
 from fzpack.tensor_bits import from_bytes, to_numpy_bytes
 from fzpack.unpack import DEFAULT_MAX_BYTES
 
-__all__ = ["MAGIC", "Update", "apply_update", "decode_update", "encode_update", "values_digest"]
+__all__ = ["MAGIC", "PayloadHeader", "Update", "apply_update", "decode_update", "encode_update", "read_header",
+           "values_digest"]
 
 MAGIC = b"\x89FZU\r\n\x1a\n"
 VERSION = (1, 0)
@@ -274,6 +275,60 @@ def _parse_header(body: bytes, delta: bool) -> tuple[bytes, int, int, bytes | No
     return fingerprint, round_, examples, previous, streams, entry_stream
 
 
+
+@dataclass(frozen=True)
+class PayloadHeader:
+    """What a payload's header says (section 4), read without decoding a value.
+
+    Attributes:
+        base: the fingerprint of the base it is for (32 bytes).
+        round: the sender's round number.
+        examples: the sender's example count.
+        previous: for a delta payload, the values digest (section 2.3) it was made against; else None.
+    """
+
+    base: bytes
+    round: int
+    examples: int
+    previous: bytes | None
+
+    @property
+    def delta(self) -> bool:
+        return self.previous is not None
+
+
+def _checked_header(view: memoryview) -> tuple[int, tuple[bytes, int, int, bytes | None, list[_Stream], list[int]]]:
+    """Validation steps 1-2: preamble, header CRC, exact parse of the header body. Returns (H, parsed header)."""
+    flags, hlen, hcrc = _read_preamble(view)
+    body = bytes(view[PREAMBLE_SIZE : PREAMBLE_SIZE + hlen])
+    # The CRC covers the preamble's first 16 bytes too: a flipped DELTA flag would otherwise shift the parse.
+    if crc32(bytes(view[:16]) + body) != hcrc:
+        raise PayloadError("update header checksum mismatch: the payload is corrupted")
+    try:
+        return hlen, _parse_header(body, bool(flags & FLAG_DELTA))
+    except PayloadError:
+        raise
+    except FormatError as e:
+        raise PayloadError(str(e)) from e
+
+
+def read_header(payload: bytes | bytearray | memoryview) -> PayloadHeader:
+    """The header of a payload, checked (preamble, header CRC, exact parse) but not its values.
+
+    A receiver can tell from it, before decoding, which base a payload is for and, for a delta,
+    which previous values it needs (compare ``previous`` with ``values_digest(base, held)``).
+
+    Raises:
+        PayloadError: as steps 1-2 of formats/fl-update-v1.md section 6.
+
+    Example:
+        >>> h = read_header(blob)
+        >>> h.delta and h.previous != values_digest(base, held)   # ask for the full values
+    """
+    _, (fingerprint, round_, examples, previous, _, _) = _checked_header(memoryview(payload).cast("B"))
+    return PayloadHeader(fingerprint, round_, examples, previous)
+
+
 def decode_update(payload: bytes | bytearray | memoryview, base: Base, *, previous: Values | None = None,
                   max_bytes: int = DEFAULT_MAX_BYTES) -> Update:
     """Check and decode a payload against ``base`` (validation order: formats/fl-update-v1.md section 6).
@@ -298,18 +353,8 @@ def decode_update(payload: bytes | bytearray | memoryview, base: Base, *, previo
         >>> upd.round, upd.examples, len(upd.values)
     """
     view = memoryview(payload).cast("B")
-    flags, hlen, hcrc = _read_preamble(view)
-    body = bytes(view[PREAMBLE_SIZE : PREAMBLE_SIZE + hlen])
-    # The CRC covers the preamble's first 16 bytes too: a flipped DELTA flag would otherwise shift the parse.
-    if crc32(bytes(view[:16]) + body) != hcrc:
-        raise PayloadError("update header checksum mismatch: the payload is corrupted")
-    delta = bool(flags & FLAG_DELTA)
-    try:
-        fingerprint, round_, examples, prev_digest, streams, entry_stream = _parse_header(body, delta)
-    except PayloadError:
-        raise
-    except FormatError as e:
-        raise PayloadError(str(e)) from e
+    hlen, (fingerprint, round_, examples, prev_digest, streams, entry_stream) = _checked_header(view)
+    delta = prev_digest is not None
     if fingerprint != base.fingerprint:
         raise PayloadError(f"this update is for another base (fingerprint {fingerprint.hex()[:16]}..., "
                            f"the base here is {base.fingerprint.hex()[:16]}...)")
