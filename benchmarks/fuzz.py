@@ -41,6 +41,8 @@ FIXED = [
      "found": "building the golden corpus (every dtype)", "fix": "47604e2", "regression": "tests/fuzz_regressions/container--complex128-restore.bin"},
     {"target": "(write faults)", "finding": "RuntimeError traceback from torch.save when the disk fills mid-checkpoint",
      "found": "the RLIMIT_FSIZE fault test", "fix": "41f69f5", "regression": "tests/test_write_faults.py::test_full_disk_during_training_checkpoint"},
+    {"target": "header", "finding": "IndexError: a tensor's stream index in a file that declares no streams",
+     "found": "the long atheris run (90 s per target)", "fix": "fa9b33f", "regression": "tests/fuzz_regressions/header--tensor-stream-without-streams.bin"},
 ]
 
 
