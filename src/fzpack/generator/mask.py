@@ -19,12 +19,41 @@ import torch
 from fzpack.errors import FzpackError
 from fzpack.generator.constants import MASK
 from fzpack.generator.philox import check_int, philox_numpy, stream_key
-from fzpack.generator.regen import resolve_backend
+from fzpack.generator import compiled
+from fzpack.generator.regen import resolve_backend, run_split, split_range
 from fzpack.generator.schemes import check_shape
 from fzpack.generator.torch_philox import philox_torch
 
 #: XOR with the sign bit maps unsigned 64-bit order onto torch's signed int64 order.
 _SIGN64 = -(1 << 63)
+
+
+def mask_keys(key: tuple[int, int], n: int) -> np.ndarray:
+    """The keys r[0 .. n-1] of a MASK stream (64-bit words), by the compiled kernel or numpy's Philox.
+
+    Args:
+        key: the stream's Philox key.
+        n: number of keys.
+
+    Returns:
+        uint64 array of length n (a view of whole blocks).
+
+    Example:
+        >>> int(mask_keys(stream_key(0, MASK, "w"), 3).size)
+        3
+    """
+    blocks = -(-n // 4)
+    kc = compiled.compiled_for(n)
+    if kc is None:
+        return philox_numpy(key, 0, blocks)[:n]
+    out = np.empty(4 * blocks, dtype=np.uint64)
+    k0, k1 = np.uint64(key[0]), np.uint64(key[1])
+
+    def work(s: int, count: int, dst: np.ndarray) -> None:
+        kc.philox_blocks(k0, k1, np.uint64(s // 4), dst)
+
+    run_split(split_range(0, 4 * blocks, 4), 0, out, work)
+    return out[:n]
 
 
 def select_smallest(keys: np.ndarray, k: int) -> np.ndarray:
@@ -68,7 +97,7 @@ def random_mask(
     n = math.prod(dims)
     k = check_int(k, f"k for shape {dims}", 0, n)
     key = stream_key(seed, MASK, name)
-    keys = philox_numpy(key, 0, -(-n // 4))[:n]
+    keys = mask_keys(key, n)
     chosen = select_smallest(keys, k)
     try:
         return torch.from_numpy(chosen).reshape(dims).to(device)
@@ -141,7 +170,7 @@ def random_mask_rows(
             return torch.zeros(dims, dtype=torch.bool, device=dev)
         counts = row_counts(rows, k)
         if backend == "numpy":
-            keys = philox_numpy(key, 0, -(-n // 4))[:n].reshape(rows, width)
+            keys = mask_keys(key, n).reshape(rows, width)
             order = np.argsort(keys, axis=1, kind="stable")  # stable: equal keys keep index order
             take = np.arange(width)[None, :] < np.array(counts)[:, None]  # rank j < k_r
             chosen = np.zeros((rows, width), dtype=bool)
