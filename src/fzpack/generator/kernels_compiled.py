@@ -111,10 +111,50 @@ def _bits_f32(typingctx, x):
 
 # -- Philox4x64-10 -----------------------------------------------------------------------------
 
+_M0L, _M0H = _U64(K.PHILOX_M0 & 0xFFFFFFFF), _U64(K.PHILOX_M0 >> 32)
+_M1L, _M1H = _U64(K.PHILOX_M1 & 0xFFFFFFFF), _U64(K.PHILOX_M1 >> 32)
+
+
+@njit(inline="always", **_JIT)
+def _mulhi(a, bl, bh):
+    """High 64 bits of a * b (b = bh * 2**32 + bl) from four 32 x 32 -> 64-bit products.
+
+    Slower than one 128-bit multiply per call, but, unlike it, vectorisable: a loop over blocks
+    runs 8 blocks per AVX-512 instruction (vpmuludq), ~20 % faster than the scalar `mulx` loop.
+    """
+    al, ah = a & _M32, a >> _SH32
+    p0, p1, p2, p3 = al * bl, al * bh, ah * bl, ah * bh
+    mid = (p0 >> _SH32) + (p1 & _M32) + (p2 & _M32)
+    return p3 + (p1 >> _SH32) + (p2 >> _SH32) + (mid >> _SH32)
+
+
+@njit(inline="always", **_JIT)
+def _round(c0, c1, c2, c3, k0, k1):
+    hi0, lo0 = _mulhi(c0, _M0L, _M0H), c0 * _PM0
+    hi1, lo1 = _mulhi(c2, _M1L, _M1H), c2 * _PM1
+    return hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+
+
+@njit(inline="always", **_JIT)
+def _block_counter(k0, k1, c0):
+    """Philox4x64-10 of the counter (c0, 0, 0, 0) (spec section 2), the ten rounds written out so
+    that the loop over blocks around it is the innermost loop (which LLVM vectorises)."""
+    c1 = c2 = c3 = _Z64
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0, k1)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0 + _PW0, k1 + _PW1)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0 + _U64(2) * _PW0, k1 + _U64(2) * _PW1)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0 + _U64(3) * _PW0, k1 + _U64(3) * _PW1)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0 + _U64(4) * _PW0, k1 + _U64(4) * _PW1)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0 + _U64(5) * _PW0, k1 + _U64(5) * _PW1)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0 + _U64(6) * _PW0, k1 + _U64(6) * _PW1)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0 + _U64(7) * _PW0, k1 + _U64(7) * _PW1)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0 + _U64(8) * _PW0, k1 + _U64(8) * _PW1)
+    return _round(c0, c1, c2, c3, k0 + _U64(9) * _PW0, k1 + _U64(9) * _PW1)
+
 
 @njit(inline="always", **_JIT)
 def _block(k0, k1, c0, c1, c2, c3):
-    """Philox4x64-10 of the counter (c0, c1, c2, c3) under the key (k0, k1) (spec section 2)."""
+    """Philox4x64-10 of a full 256-bit counter (spec section 2), with the 128-bit multiply."""
     for _ in range(10):
         hi0, lo0 = _mulhilo(_PM0, c0)
         hi1, lo1 = _mulhilo(_PM1, c2)
@@ -134,11 +174,25 @@ def philox_blocks(k0, k1, counter, out):
         out: uint64 array whose length is a multiple of 4.
     """
     for b in range(out.size // 4):
-        r0, r1, r2, r3 = _block(k0, k1, counter + _U64(b), _Z64, _Z64, _Z64)
+        r0, r1, r2, r3 = _block_counter(k0, k1, counter + _U64(b))
         out[4 * b] = r0
         out[4 * b + 1] = r1
         out[4 * b + 2] = r2
         out[4 * b + 3] = r3
+
+
+@njit(**_JIT)
+def philox_halves(k0, k1, counter, lo, hi):
+    """Like philox_blocks, as 32-bit halves: lo[m] = r[m] & 0xFFFFFFFF, hi[m] = r[m] >> 32.
+
+    The samplers then run on 32-bit lanes (16 per AVX-512 register instead of 8).
+    """
+    for b in range(lo.size // 4):
+        r0, r1, r2, r3 = _block_counter(k0, k1, counter + _U64(b))
+        lo[4 * b], hi[4 * b] = np.uint32(r0 & _M32), np.uint32(r0 >> _SH32)
+        lo[4 * b + 1], hi[4 * b + 1] = np.uint32(r1 & _M32), np.uint32(r1 >> _SH32)
+        lo[4 * b + 2], hi[4 * b + 2] = np.uint32(r2 & _M32), np.uint32(r2 >> _SH32)
+        lo[4 * b + 3], hi[4 * b + 3] = np.uint32(r3 & _M32), np.uint32(r3 >> _SH32)
 
 
 @njit(**_JIT)
@@ -207,18 +261,6 @@ def _cos_sin(w1):
 
 
 @njit(inline="always", **_JIT)
-def _normal_pair(w, mean, std, scaled, has_mean):
-    rs = _radius(w & _M32, std, scaled)
-    c, s = _cos_sin(w >> _SH32)
-    v0 = rs * c
-    v1 = rs * s
-    if has_mean:  # spec: the addition is omitted for mean = +-0
-        v0 = v0 + mean
-        v1 = v1 + mean
-    return v0, v1
-
-
-@njit(inline="always", **_JIT)
 def _uniform_one(w, low, factor, folded, has_low):
     v = _F32(np.int32(w >> _SH8)) if folded else _F32(np.int32(w >> _SH8)) * _TWO_M24
     v = v * factor
@@ -229,32 +271,42 @@ def _uniform_one(w, low, factor, folded, has_low):
 
 
 @njit(**_JIT)
-def normal_raw(raw, mean, std, out):
-    """out[2j], out[2j + 1] = the normal pair of raw word j (len(out) == 2 * len(raw))."""
+def normal_halves(lo, hi, mean, std, out):
+    """out[2j], out[2j + 1] = the normal pair of word j = (lo[j], hi[j]) (len(out) == 2 * len(lo))."""
     scaled, has_mean = std != _ONE_F, mean != _F32(0.0)
-    for j in range(raw.size):
-        v0, v1 = _normal_pair(raw[j], mean, std, scaled, has_mean)
+    for j in range(lo.size):
+        rs = _radius(_U64(lo[j]), std, scaled)
+        c, s = _cos_sin(_U64(hi[j]))
+        v0 = rs * c
+        v1 = rs * s
+        if has_mean:  # spec: the addition is omitted for mean = +-0
+            v0 = v0 + mean
+            v1 = v1 + mean
         out[2 * j] = v0
         out[2 * j + 1] = v1
 
 
 @njit(**_JIT)
-def uniform_raw(raw, low, factor, folded, out):
-    """out[2j], out[2j + 1] = uniform values of the low and high 32-bit halves of raw word j."""
-    has_low = low != _F32(0.0)
-    for j in range(raw.size):
-        w = raw[j]
-        out[2 * j] = _uniform_one(w & _M32, low, factor, folded, has_low)
-        out[2 * j + 1] = _uniform_one(w >> _SH32, low, factor, folded, has_low)
+def normal_raw(raw, mean, std, out):
+    """out[2j], out[2j + 1] = the normal pair of raw word j (len(out) == 2 * len(raw))."""
+    normal_halves((raw & _M32).astype(np.uint32), (raw >> _SH32).astype(np.uint32), mean, std, out)
 
 
 @njit(**_JIT)
-def pm_raw(raw, sigma_bits, out):
+def uniform_halves(lo, hi, low, factor, folded, out):
+    """out[2j], out[2j + 1] = uniform values of the 32-bit words lo[j] and hi[j] (spec 6.2)."""
+    has_low = low != _F32(0.0)
+    for j in range(lo.size):
+        out[2 * j] = _uniform_one(_U64(lo[j]), low, factor, folded, has_low)
+        out[2 * j + 1] = _uniform_one(_U64(hi[j]), low, factor, folded, has_low)
+
+
+@njit(**_JIT)
+def pm_halves(lo, hi, sigma_bits, out):
     """out as int32 bit patterns: sigma with the sign bit of each 32-bit word (spec 6.4)."""
-    for j in range(raw.size):
-        w = raw[j]
-        out[2 * j] = np.int32(np.uint32((w & _SIGN) ^ sigma_bits))
-        out[2 * j + 1] = np.int32(np.uint32(((w >> _SH32) & _SIGN) ^ sigma_bits))
+    for j in range(lo.size):
+        out[2 * j] = np.int32(np.uint32((_U64(lo[j]) & _SIGN) ^ sigma_bits))
+        out[2 * j + 1] = np.int32(np.uint32((_U64(hi[j]) & _SIGN) ^ sigma_bits))
 
 
 @njit(**_JIT)
@@ -273,24 +325,26 @@ def fill(dist, k0, k1, start, count, p0, p1, folded, out):
         return
     end = start + count
     b_first, b_last = start // 8, (end + 7) // 8  # 8 elements per block (spec section 3)
-    raw = np.empty(4 * CHUNK_BLOCKS, dtype=np.uint64)
+    lo = np.empty(4 * CHUNK_BLOCKS, dtype=np.uint32)
+    hi = np.empty(4 * CHUNK_BLOCKS, dtype=np.uint32)
     vals = np.empty(8 * CHUNK_BLOCKS, dtype=np.float32)
     bits = vals.view(np.int32)
     sigma_bits = _U64(np.uint32(_f32_bits(p0)))
     for b0 in range(b_first, b_last, CHUNK_BLOCKS):
         nb = min(CHUNK_BLOCKS, b_last - b0)
-        r = raw[: 4 * nb]
-        philox_blocks(k0, k1, _U64(b0), r)
-        v = vals[: 8 * nb]
+        lo_c, hi_c = lo[: 4 * nb], hi[: 4 * nb]
+        philox_halves(k0, k1, _U64(b0), lo_c, hi_c)
+        lo_e, hi_e = max(start, 8 * b0), min(end, 8 * (b0 + nb))  # the part of this chunk inside [start, end)
+        whole = lo_e == 8 * b0 and hi_e == 8 * (b0 + nb)
+        v = out[lo_e - start : hi_e - start] if whole else vals[: 8 * nb]  # whole chunks: straight into out
         if dist == 0:
-            normal_raw(r, p0, p1, v)
+            normal_halves(lo_c, hi_c, p0, p1, v)
         elif dist == 1:
-            uniform_raw(r, p0, p1, folded, v)
+            uniform_halves(lo_c, hi_c, p0, p1, folded, v)
         else:
-            pm_raw(r, sigma_bits, bits[: 8 * nb])
-        lo = max(start, 8 * b0)  # the part of this chunk inside [start, end)
-        hi = min(end, 8 * (b0 + nb))
-        out[lo - start : hi - start] = v[lo - 8 * b0 : hi - 8 * b0]
+            pm_halves(lo_c, hi_c, sigma_bits, v.view(np.int32) if whole else bits[: 8 * nb])
+        if not whole:
+            out[lo_e - start : hi_e - start] = v[lo_e - 8 * b0 : hi_e - 8 * b0]
 
 
 # -- dct (spec 6.7): binary64, exact integer angle reduction ------------------------------------
