@@ -171,6 +171,33 @@ def run_mask(data: bytes) -> None:
     decode_mask(payload, dims, count, context)
 
 
+def run_mask_kernels(data: bytes) -> None:
+    """Differential: ``decode_mask`` with the compiled kernels and with numpy + constriction must give
+    the same mask or both refuse (mask-codec-v1 section 7 allows no other outcome)."""
+    from fzpack.generator import compiled
+
+    payload, dims, count, context = _mask_call(data)
+    if compiled.unavailable_reason() is not None:  # numba missing: the numpy path alone
+        decode_mask(payload, dims, count, context)
+        return
+    results: list[np.ndarray | None] = []
+    try:
+        for kernel in ("compiled", "numpy"):
+            compiled.set_kernel(kernel)
+            try:
+                results.append(decode_mask(payload, dims, count, context))
+            except FzpackError:
+                results.append(None)
+    finally:
+        compiled.set_kernel(None)
+    a, b = results
+    if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+        raise AssertionError(f"compiled and numpy mask decoders disagree: {'refused' if a is None else 'decoded'} vs "
+                             f"{'refused' if b is None else 'decoded'}")
+    if a is None:
+        raise fzpack.FormatError("refused by both decoders")
+
+
 def _codec_prefix(data: bytes) -> tuple[int, int, int, bytes]:
     r = Reader(data, "codec harness input")
     codec, itemsize, raw_length = r.u8(), r.u8() % 17, r.varint(limit=MAX_RAW, what="raw length")
@@ -352,14 +379,16 @@ def seeds_fl() -> list[bytes]:
 _PARSERS = ("fzpack.container.bytes_io", "fzpack.container.layout", "fzpack.container.file", "fzpack.container.tree",
             "fzpack.unpack", "fzpack.codecs.values", "fzpack.codecs.lossy", "fzpack.codecs.q8", "fzpack.codecs.q8_index",
             "fzpack.codecs.mask", "fzpack.codecs.mask_decode", "fzpack.codecs.mask_models", "fzpack.codecs.mask_ans",
-            "fzpack.inspect", "fzpack.verify", "fzpack.restore", "fzpack.fl.payload")
-_MASK = ("fzpack.codecs.mask", "fzpack.codecs.mask_decode", "fzpack.codecs.mask_models", "fzpack.codecs.mask_ans")
+            "fzpack.codecs.mask_gaps", "fzpack.codecs.ans_reader", "fzpack.codecs.mask_factor_fast", "fzpack.inspect", "fzpack.verify", "fzpack.restore", "fzpack.fl.payload")
+_MASK = ("fzpack.codecs.mask", "fzpack.codecs.mask_decode", "fzpack.codecs.mask_models", "fzpack.codecs.mask_ans",
+         "fzpack.codecs.mask_gaps", "fzpack.codecs.ans_reader", "fzpack.codecs.mask_factor_fast")
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("container", run_container, seeds_container, _PARSERS[:-1]),
     Target("header", run_header, seeds_header, ("fzpack.container.bytes_io", "fzpack.container.layout")),
     Target("tree", run_tree, seeds_tree, ("fzpack.container.tree", "fzpack.unpack", "fzpack.codecs.values")),
     Target("mask", run_mask, seeds_mask, _MASK),
+    Target("mask_kernels", run_mask_kernels, seeds_mask, _MASK),
     Target("values", run_values, seeds_values, ("fzpack.codecs.values",)),
     Target("lossy", run_lossy, seeds_lossy, ("fzpack.codecs.lossy", "fzpack.codecs.q8", "fzpack.codecs.q8_index",
                                              "fzpack.codecs.values")),

@@ -80,6 +80,26 @@ def load() -> ModuleType | None:
     return _module
 
 
+def mask_kernels_for(count: int) -> ModuleType | None:
+    """The compiled mask-codec kernels (`fzpack.codecs.mask_kernels`) under the same choice as `compiled_for`.
+
+    Args:
+        count: entries of the mask.
+
+    Returns:
+        The module, or None for the numpy / constriction path.
+
+    Example:
+        >>> mask_kernels_for(0) is None
+        True
+    """
+    if compiled_for(count) is None:
+        return None
+    from fzpack.codecs import mask_kernels  # numba imports: compiled_for succeeded
+
+    return mask_kernels
+
+
 def unavailable_reason() -> str | None:
     """Why the compiled kernels cannot be used here (None if they can)."""
     load()
