@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from fzpack.codecs import mask as mask_codec
 from fzpack.codecs.ans_reader import FastBitReader, SpecBitReader
-from fzpack.codecs.mask import COST_MIN_ENTRIES, MODEL_GAPS, decode_mask, encode_mask
+from fzpack.codecs.mask import COST_MIN_ENTRIES, MODEL_GAPS, decode_mask, decode_mask_positions, encode_mask
 from fzpack.codecs.mask_ans import BitReader, BitWriter
 from fzpack.codecs.mask_gaps import decode_gaps, encode_gaps, gaps_params
 from fzpack.errors import CodecError
@@ -38,7 +38,9 @@ def decode_all_ways(payload: bytes, shape, count: int, ctx=None) -> list[object]
     for k in ("compiled", "numpy"):
         compiled.set_kernel(k)
         try:
-            out.append(decode_mask(payload, shape, count, ctx))
+            mask, pos = decode_mask_positions(payload, shape, count, ctx)
+            assert np.array_equal(pos, np.flatnonzero(mask)) and pos.size == count
+            out.append(mask)
         except CodecError:
             out.append(CodecError)
     compiled.set_kernel(None)
@@ -61,7 +63,8 @@ def test_golden_gaps(kernel) -> None:
         kernel(k)
         assert np.array_equal(decode_mask(GOLDEN, (100,), 5), mask)
     assert ref_decode(GOLDEN, (100,), 5) == mask.astype(int).tolist()
-    assert np.array_equal(decode_gaps(GOLDEN[1:], 100, 5, None), mask)  # pure-Python reader
+    out, pos = decode_gaps(GOLDEN[1:], 100, 5, None)  # pure-Python reader
+    assert np.array_equal(out, mask) and pos.tolist() == GOLDEN_POS
 
 
 def test_params_follow_the_spec() -> None:
@@ -84,8 +87,9 @@ def test_gaps_round_trip_every_reader(n: int, data) -> None:
     mask = np.zeros(n, bool)
     mask[rng.choice(n, k, replace=False)] = True
     stream = encode_gaps(mask, k)
-    assert np.array_equal(decode_gaps(stream, n, k, mk), mask)
-    assert np.array_equal(decode_gaps(stream, n, k, None), mask)
+    for kernels in (mk, None):
+        out, pos = decode_gaps(stream, n, k, kernels)
+        assert np.array_equal(out, mask) and np.array_equal(pos, np.flatnonzero(mask))
     # about as long as an IID payload: n H(k / n) bits plus the coder's final state
     h = -(k * math.log2(k / n) + (n - k) * math.log2(1 - k / n)) / 8
     assert len(stream) <= h * 1.03 + 9
@@ -135,7 +139,8 @@ def test_factor_fast_decoder_equals_numpy_on_random_models() -> None:
             assert same(results)
             if results[1] is CodecError:  # e.g. more level symbols than 16 n + 4096: refused by both
                 continue
-            assert np.array_equal(decode_factor_fast(payload, 1, shape, ctx, k, mk), flat)
+            out, pos = decode_factor_fast(payload, 1, shape, ctx, k, mk)
+            assert np.array_equal(out, flat) and np.array_equal(pos, np.flatnonzero(flat))
             for wrong in (k - 1, k + 1):  # a count the payload does not hold: refused by both
                 if 0 < wrong < flat.size:
                     assert decode_all_ways(payload, shape, wrong, ctx) == [CodecError, CodecError]

@@ -113,6 +113,16 @@ def decode_mask(
     payload: bytes, shape: tuple[int, ...], count: int, context: np.ndarray | None = None
 ) -> np.ndarray:
     """Decode a payload into a bool array of ``shape`` with exactly ``count`` True entries."""
+    return decode_mask_positions(payload, shape, count, context)[0]
+
+
+def check_call(payload: bytes, shape: tuple[int, ...], count: int) -> tuple[bytes, tuple[int, ...], int, int]:
+    """The argument checks every decoder makes first (spec section 7): (bytes, dims, n, count) or CodecError.
+
+    Example:
+        >>> check_call(bytes(1), (2, 3), 0)[1:]
+        ((2, 3), 6, 0)
+    """
     dims, n = _check_shape(shape)
     if not isinstance(count, (int, np.integer)) or not 0 <= int(count) <= n:
         raise CodecError(f"mask count {count!r} out of range for {n} entries")
@@ -124,18 +134,48 @@ def decode_mask(
     # symbols, and a header of at most a few kilobytes.
     if not data or len(data) > 2 * (n + chain_work_limit(n)) + 8192:
         raise CodecError(f"mask payload length {len(data)} impossible for shape {dims}")
+    return data, dims, n, count
+
+
+def decode_mask_positions(
+    payload: bytes, shape: tuple[int, ...], count: int, context: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a payload; also return the flat positions of its True entries (what a restore writes to).
+
+    The GAPS and compiled FACTOR decoders find the positions as they decode, which spares a pass
+    over the whole mask.
+
+    Args:
+        payload: the mask payload.
+        shape: the tensor shape.
+        count: the number of True entries the container declares.
+        context: the float32 |W0| context (same shape), or None.
+
+    Returns:
+        (bool array of ``shape``, int64 array of the ``count`` flat positions in increasing order).
+
+    Example:
+        >>> mask, pos = decode_mask_positions(bytes.fromhex("03320802"), (20,), 5)
+        >>> pos.tolist()
+        [1, 4, 5, 11, 17]
+    """
+    data, dims, n, count = check_call(payload, shape, count)
     try:
         out = _decode(data, dims, n, count, _check_context(context, dims))
     except CodecError:
         raise
     except Exception as exc:  # safety net: hostile input must never escape as another type
         raise CodecError(f"mask payload undecodable ({type(exc).__name__}: {exc})") from None
-    if int(np.count_nonzero(out)) != count:
-        raise CodecError(f"decoded mask has {np.count_nonzero(out)} entries set, expected {count}")
-    return out.reshape(dims)
+    if isinstance(out, tuple):  # the decoder placed exactly `count` entries and knows where
+        out, pos = out
+    else:
+        pos = np.flatnonzero(out)
+        if pos.size != count:
+            raise CodecError(f"decoded mask has {pos.size} entries set, expected {count}")
+    return out.reshape(dims), pos
 
 
-def _decode(data: bytes, dims, n: int, count: int, context) -> np.ndarray:
+def _decode(data: bytes, dims, n: int, count: int, context) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     model = data[0]
     if model == MODEL_CONST:
         if len(data) != 1 or count not in (0, n):

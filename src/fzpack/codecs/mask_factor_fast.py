@@ -35,7 +35,7 @@ _TABLE64 = np.asarray(TABLE, dtype=np.int64)
 
 
 def decode_factor_fast(data: bytes, pos: int, shape: tuple[int, ...], context: np.ndarray | None, count: int,
-                       kernels: ModuleType) -> np.ndarray:
+                       kernels: ModuleType) -> tuple[np.ndarray, np.ndarray]:
     """Decode a FACTOR payload (from byte `pos`, after the model byte) into a flat bool mask.
 
     Args:
@@ -45,7 +45,8 @@ def decode_factor_fast(data: bytes, pos: int, shape: tuple[int, ...], context: n
         kernels: the compiled `mask_kernels` module.
 
     Returns:
-        bool array of n entries, equal to `mask_decode.decode_factor_model`'s.
+        (bool array of n entries, equal to `mask_decode.decode_factor_model`'s; the `count` flat
+        positions of its set entries, increasing).
     """
     dims = view_dims(shape)
     n = int(np.prod(dims, dtype=np.int64))
@@ -80,6 +81,7 @@ def decode_factor_fast(data: bytes, pos: int, shape: tuple[int, ...], context: n
     if ones != count:
         raise CodecError(f"decoded mask has {'more than ' if ones > count else ''}{min(ones, count)} entries set, expected {count}")
     out = np.zeros(n, dtype=bool)
-    kernels.factor_place(codes, ranks, starts, ones, out)
+    positions = np.empty(count, dtype=np.int64)
+    kernels.factor_place(codes, ranks, starts, ones, out, positions)
     r.finish()
-    return out
+    return out, positions

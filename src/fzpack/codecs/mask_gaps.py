@@ -91,7 +91,7 @@ def encode_gaps(flat: np.ndarray, count: int) -> bytes:
     return w.to_bytes()
 
 
-def decode_gaps(stream: bytes, n: int, count: int, kernels=None) -> np.ndarray:
+def decode_gaps(stream: bytes, n: int, count: int, kernels=None) -> tuple[np.ndarray, np.ndarray]:
     """Decode a GAPS stream into a flat bool mask of n entries with `count` set (CodecError if invalid).
 
     Args:
@@ -101,26 +101,28 @@ def decode_gaps(stream: bytes, n: int, count: int, kernels=None) -> np.ndarray:
         kernels: the compiled `mask_kernels` module, or None for the pure-Python reader.
 
     Returns:
-        bool array of length n.
+        (bool array of length n, int64 array of the `count` positions in increasing order).
     """
     r, mu, mlow = gaps_params(n, count)
     out = np.zeros(n, dtype=bool)
+    pos = np.empty(count, dtype=np.int64)
     if kernels is not None:
         reader = FastBitReader(stream, kernels)
         reader.top, reader.state, ok = kernels.gaps_read(reader.words, reader.top, reader.state, count, n, r, mu,
-                                                         np.array(mlow + [0], dtype=np.int64), out)
+                                                         np.array(mlow + [0], dtype=np.int64), out, pos)
     else:
         reader = SpecBitReader(stream)
-        ok = _gaps_python(reader, count, n, r, mu, mlow, out)
+        ok = _gaps_python(reader, count, n, r, mu, mlow, out, pos)
     if not ok:
         raise CodecError("gap mask payload puts an entry past the end of the tensor")
     reader.finish()
-    return out
+    return out, pos
 
 
-def _gaps_python(reader: SpecBitReader, count: int, n: int, r: int, mu: int, mlow: list[int], out: np.ndarray) -> bool:
+def _gaps_python(reader: SpecBitReader, count: int, n: int, r: int, mu: int, mlow: list[int], out: np.ndarray,
+                 positions: np.ndarray) -> bool:
     prev = -1
-    for _ in range(count):
+    for i in range(count):
         q = 0
         while reader.bit(mu):
             q += 1
@@ -133,5 +135,5 @@ def _gaps_python(reader: SpecBitReader, count: int, n: int, r: int, mu: int, mlo
         if pos >= n:
             return False
         out[pos] = True
-        prev = pos
+        positions[i] = prev = pos
     return True

@@ -59,8 +59,8 @@ def read_bits(words, top_in, state_in, count, m, out):
 
 
 @njit(**_JIT)
-def gaps_read(words, top_in, state_in, count, n, r, mu, mlow, out):
-    """GAPS (spec 6A): `count` gaps into the bool mask out (length n).
+def gaps_read(words, top_in, state_in, count, n, r, mu, mlow, out, positions):
+    """GAPS (spec 6A): `count` gaps into the bool mask out (length n) and their positions.
 
     Returns (top, state, ok); ok is False when a position would reach n (the payload is invalid).
     Work: at most count * (r + 1) + n / 2**r + count bit reads.
@@ -68,7 +68,7 @@ def gaps_read(words, top_in, state_in, count, n, r, mu, mlow, out):
     top, state = np.int64(top_in), _U64(state_in)  # a Python int state would type as int64
     prev = -1
     step = np.int64(1) << r
-    for _ in range(count):
+    for i in range(count):
         q = np.int64(0)
         while True:
             bit, top, state = _bit(words, top, state, mu)
@@ -85,6 +85,7 @@ def gaps_read(words, top_in, state_in, count, n, r, mu, mlow, out):
         if pos >= n:
             return top, state, False
         out[pos] = True
+        positions[i] = pos
         prev = pos
     return top, state, True
 
@@ -165,8 +166,9 @@ def factor_read(words, top_in, state_in, hist, table, count, ranks, starts):
 
 
 @njit(**_JIT)
-def factor_place(codes, ranks, starts, ones, out):
-    """Set out[i] for the entries whose rank within their class is in `ranks` (factor_read's output)."""
+def factor_place(codes, ranks, starts, ones, out, positions):
+    """Set out[i] for the entries whose rank within their class is in `ranks` (factor_read's output),
+    and list those i in positions[:ones] (increasing)."""
     seen = np.zeros(starts.size, dtype=np.int64)
     nxt = starts.copy()
     stop = starts.copy()
@@ -182,6 +184,7 @@ def factor_place(codes, ranks, starts, ones, out):
         seen[c] = rank + 1  # code 0 (dead) counts too: harmless, and no branch on it
         if rank == target[c] and c != 0:
             out[i] = True
+            positions[placed] = i
             p = nxt[c] + 1
             nxt[c] = p
             target[c] = ranks[p] if p < stop[c] else -1
