@@ -75,7 +75,8 @@ def select_smallest(keys: np.ndarray, k: int) -> np.ndarray:
 
 
 def random_mask(
-    seed: int, name: str, shape: Sequence[int] | torch.Size, k: int, *, device: str | torch.device = "cpu"
+    seed: int, name: str, shape: Sequence[int] | torch.Size, k: int, *, device: str | torch.device = "cpu",
+    backend: str | None = None,
 ) -> torch.Tensor:
     """A boolean tensor with exactly k True entries at seed-determined, uniformly random positions.
 
@@ -84,7 +85,9 @@ def random_mask(
         name: names the MASK stream (e.g. the weight's state_dict key).
         shape: mask shape; positions are row-major flat indices.
         k: number of True entries, 0 <= k <= prod(shape).
-        device: output device (the selection is computed on the CPU, so it is device-independent).
+        device: output device.
+        backend: None (numpy on a CPU device, torch elsewhere: a GPU target draws its keys and
+            selects on the device), "numpy" or "torch"; all give the same bits.
 
     Returns:
         torch.bool tensor of `shape`.
@@ -96,11 +99,14 @@ def random_mask(
     dims = check_shape(shape)
     n = math.prod(dims)
     k = check_int(k, f"k for shape {dims}", 0, n)
+    dev, backend = resolve_backend(device, backend, f"mask {name!r}")
+    if backend == "torch":  # spec 8.1: one row is exactly spec 8's rule
+        return random_mask_rows(seed, name, (n,), k, device=dev, backend="torch").reshape(dims)
     key = stream_key(seed, MASK, name)
     keys = mask_keys(key, n)
     chosen = select_smallest(keys, k)
     try:
-        return torch.from_numpy(chosen).reshape(dims).to(device)
+        return torch.from_numpy(chosen).reshape(dims).to(dev)
     except (RuntimeError, AssertionError, TypeError) as exc:  # unknown or unavailable device
         raise FzpackError(f"cannot place mask {name!r} on device {device!r}: {exc}") from None
 
