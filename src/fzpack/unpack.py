@@ -25,7 +25,8 @@ import torch
 import zstandard
 
 from fzpack.checkpoint import FrozenTensor
-from fzpack.codecs.mask import decode_mask
+from fzpack.codecs.mask import decode_mask_positions
+from fzpack.codecs.mask_device import decode_mask_device
 from fzpack.codecs.lossy import payload_dtype
 from fzpack.codecs.values import LOSSY_CODECS, decode_stream, zstd_decompress_exact
 from fzpack.container.bytes_io import decode_varints
@@ -252,56 +253,71 @@ def _values(t: TensorEntry, data: bytes, shape: tuple[int, ...]) -> torch.Tensor
 def _frozen(h: Header, job: _FrozenJob, banks: dict[str, int], device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     t, spec = job.t, job.spec
     regen32 = generate(spec, h.seed, t.name, t.shape, dtype=torch.float32, device=device, banks=banks)
+    dev = regen32.device
+    on_cpu = dev.type == "cpu" and not _DEVICE_PATH_ON_CPU
+    positions: Any = None  # flat positions of the trained entries: numpy on the CPU, a tensor on `dev` elsewhere
     if job.mask_payload is None:
         draw = random_mask_rows if t.flags & FLAG_MASK_PER_ROW else random_mask
-        mask = draw(h.seed, t.name, t.shape, t.k, device=device)
-        mask_np = mask.numpy() if mask.device.type == "cpu" else None
+        mask = draw(h.seed, t.name, t.shape, t.k, device=dev)  # off the CPU: keys and selection on the device
+        mask_np = mask.numpy() if on_cpu else None
+        if not on_cpu:
+            positions = torch.nonzero(mask.reshape(-1)).reshape(-1)
     else:
-        # The codec bins |context|, so the signed values serve as well as |R32| (no copy on CPU).
-        context = regen32.detach().cpu().numpy() if spec.dist in ("normal", "uniform", "bank") else None
+        informative = spec.dist in ("normal", "uniform", "bank")
         try:
-            mask_np = decode_mask(job.mask_payload, t.shape, t.k, context)
+            if on_cpu:  # the codec bins |context|, so the signed values serve as well as |R32| (no copy)
+                mask_np, positions = decode_mask_positions(job.mask_payload, t.shape, t.k, regen32.numpy() if informative else None)
+            else:  # the context stays on the device; only class counts, ranks and positions cross the bus
+                mask_np, positions = decode_mask_device(job.mask_payload, t.shape, t.k, regen32 if informative else None)
+                positions = positions.to(dev)
         except CodecError as e:
             raise FormatError(f"tensor {t.name!r}: mask: {e}") from e
-        mask = torch.from_numpy(np.ascontiguousarray(mask_np, dtype=np.bool_)).reshape(t.shape).to(device)
+        # on the host, where the restored checkpoint keeps its masks (see _tree)
+        mask = torch.from_numpy(np.ascontiguousarray(mask_np, dtype=np.bool_)).reshape(t.shape)
     if t.flags & FLAG_DENSE:
-        return _values(t, job.values, t.shape).to(device), mask, None
+        return _values(t, job.values, t.shape).to(dev), mask, None
+    if on_cpu and positions is None:
+        positions = np.flatnonzero(mask_np)
     scale = t.init.scale if t.flags & FLAG_SCALED else None
     out = (regen32 if scale is None else regen32 * scale).to(t.dtype)
-    values = _values(t, job.values, (t.k + t.n_exceptions,)).to(device)
+    values = _values(t, job.values, (t.k + t.n_exceptions,)).to(dev)
+    index = torch.from_numpy(positions) if on_cpu else positions
     delta = None
     if t.flags & FLAG_ADDITIVE:  # trained entries are R + offset, in the tensor's dtype (section 4.2)
         delta = values[: t.k].clone()
-        sel = mask.reshape(-1)
-        values = torch.cat([out.view(-1)[sel] + values[: t.k], values[t.k :]])
+        values = torch.cat([out.view(-1)[index] + values[: t.k], values[t.k :]])
     flat = out.view(-1)
     # On the CPU, write through numpy at the mask's positions (in order, as indexing with the bool
     # mask does): torch's indexing kernels pay a thread start-up that dwarfs these small writes.
-    cpu = mask_np is not None and flat.device.type == "cpu" and out.dtype in _NUMPY_FLOATS
+    cpu = on_cpu and out.dtype in _NUMPY_FLOATS
     if cpu:
-        flat.numpy()[np.flatnonzero(mask_np)] = values[: t.k].numpy()
+        flat.numpy()[positions] = values[: t.k].numpy()
     else:
-        flat[mask.reshape(-1)] = values[: t.k]
+        flat[index] = values[: t.k]
     if t.n_exceptions:
         if job.error is not None:
             raise job.error
-        pos = _exception_positions(t, job.deltas, mask_np if mask_np is not None else mask.reshape(-1).cpu().numpy())
+        pos = _exception_positions(t, job.deltas, mask_np if mask_np is not None else mask)
         if cpu:
             flat.numpy()[pos] = values[t.k :].numpy()
         else:
-            flat[torch.from_numpy(pos).to(device)] = values[t.k :]
+            flat[torch.from_numpy(pos).to(dev)] = values[t.k :]
     return out, mask, delta
 
 
 _NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+#: Tests set this to run the GPU code path (device-side mask decoding, tensor positions) on CPU tensors.
+_DEVICE_PATH_ON_CPU = False
 
 
-def _exception_positions(t: TensorEntry, deltas: np.ndarray, mask_np: np.ndarray) -> np.ndarray:
+def _exception_positions(t: TensorEntry, deltas: np.ndarray, mask: np.ndarray | torch.Tensor) -> np.ndarray:
     n = t.numel
     pos = np.cumsum(deltas + 1) - 1
     if pos[-1] >= n:
         raise FormatError(f"tensor {t.name!r}: exception position {int(pos[-1])} outside its {n} elements")
-    if mask_np.reshape(-1)[pos].any():
+    on_mask = (mask.reshape(-1)[torch.from_numpy(pos).to(mask.device)].any().item() if isinstance(mask, torch.Tensor)
+               else mask.reshape(-1)[pos].any())  # a device mask is checked where it is
+    if on_mask:
         raise FormatError(f"tensor {t.name!r}: an exception position is a trained entry")
     return pos
 
