@@ -19,11 +19,11 @@ import torch
 from fzpack.checkpoint import FrozenInfo, FrozenTensor, frozen_info
 from fzpack.codecs.lossy import LossyStream, applies, check_mode, check_values, encode_lossy, measure
 from fzpack.codecs.mask import encode_mask
-from fzpack.codecs.values import ZSTD, encode_stream, zstd_dict_compress
+from fzpack.codecs.values import ZSTD, encode_stream, encode_values, zstd_dict_compress
 from fzpack.container.bytes_io import Writer, encode_varints
 from fzpack.container.file import write_container
 from fzpack.container.layout import (
-    ALIAS, DTYPE_IDS, FLAG_ADDITIVE, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_MASK_PER_ROW, FLAG_SCALED, FROZEN, GENERATOR_NONE,
+    ALIAS, DTYPE_IDS, FLOAT_DTYPES, FLAG_ADDITIVE, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_MASK_PER_ROW, FLAG_SCALED, FROZEN, GENERATOR_NONE,
     GENERATOR_PHILOX, PLAIN,
     ROLE_INDEX, ROLE_MASKS, ROLE_VALUES, Header, InitEntry, StreamEntry, TensorEntry,
 )
@@ -177,6 +177,15 @@ class _Packer:
         self._put(e.stream, to_numpy_bytes(values))
         return e
 
+    def _encode(self, i: int, raw: bytes) -> tuple[int, bytes]:
+        """The lossless coding of stream ``i``: masks as they are, floating values with PLANES when long enough."""
+        s = self.header.streams[i]
+        if s.role == ROLE_MASKS:
+            return 0, raw
+        if s.role == ROLE_VALUES:
+            return encode_values(raw, s.itemsize, self.dtypes[i] in FLOAT_DTYPES)
+        return encode_stream(raw, s.itemsize)
+
     def _index(self) -> int:
         if self.index_stream < 0:
             self.index_stream = self._stream("index", torch.uint8, ROLE_INDEX, 1)
@@ -210,7 +219,7 @@ class _Packer:
         lossy: dict[int, LossyStream] = {}
         for i, (s, parts) in enumerate(zip(self.header.streams, self.chunks)):
             raw = b"".join(parts)
-            codec, payload = encode_stream(raw, s.itemsize) if s.role != ROLE_MASKS else (0, raw)
+            codec, payload = self._encode(i, raw)
             if self.groups[i] == "trained" and self.values != "lossless":
                 coded = encode_lossy(self.values, raw, self.dtypes[i])
                 if coded is not None and len(coded[1]) < len(payload):  # lossless wins ties and tiny streams
