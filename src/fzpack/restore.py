@@ -39,8 +39,11 @@ def restore(path: str | os.PathLike | bytes, *, device: str | torch.device = "cp
         >>> ckpt = fzpack.restore("model.fzp")
         >>> model.load_state_dict(ckpt["state_dict"])
     """
-    data = path if isinstance(path, (bytes, bytearray)) else read_file(path)
-    return unpack(data, device=device, max_bytes=max_bytes).obj
+    if isinstance(path, (bytes, bytearray)):
+        return unpack(path, device=device, max_bytes=max_bytes).obj
+    if not Path(path).is_file():
+        raise FzpackError(f"no such file: {path}")
+    return unpack(Path(path), device=device, max_bytes=max_bytes).obj  # read stream by stream, never whole
 
 
 @dataclass
