@@ -199,8 +199,9 @@ class _Streams:
     decodes the streams no tensor used (length 0), so a malformed payload is still an error.
     """
 
-    def __init__(self, c: Container) -> None:
+    def __init__(self, c: Container, auto_drop: bool = True) -> None:
         self._c = c
+        self._auto = auto_drop  # False: the caller drops streams (it takes tensors in another order)
         self._cache: dict[int, bytes | memoryview] = {}
         self._decoded: set[int] = set()
         self._dropped: set[int] = set()
@@ -226,9 +227,12 @@ class _Streams:
         return isinstance(data, memoryview) and not data.readonly
 
     def done_with(self, i: int, cursors: list[int]) -> None:
-        if cursors[i] == self._c.header.streams[i].raw_length and self._c.header.streams[i].role != ROLE_INDEX:
-            self._cache.pop(i, None)
-            self._dropped.add(i)
+        if self._auto and cursors[i] == self._c.header.streams[i].raw_length and self._c.header.streams[i].role != ROLE_INDEX:
+            self.drop(i)
+
+    def drop(self, i: int) -> None:
+        self._cache.pop(i, None)
+        self._dropped.add(i)
 
     def check_rest(self) -> None:
         for i in range(len(self)):
