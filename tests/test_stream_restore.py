@@ -155,3 +155,25 @@ def test_a_stream_that_fails_to_decode_after_tensors_were_written_leaves_no_outp
         with pytest.raises(FzpackError, match=f"stream {i}"):
             restore_file(tmp_path / "bad.fzp", tmp_path / f"out.{format}", format=format)
         assert os.listdir(tmp_path) == ["bad.fzp"]
+
+
+def test_the_streamed_budget_counts_streams_held_across_tensors_and_frozen_masks(tmp_path):
+    from fzpack.container.file import read_container, restored_bytes, streamed_bytes
+
+    # a and c share the float32 stream, b and d the float16 one: both are decoded while the other is in use
+    ck = {"a": torch.randn(3000), "b": torch.randn(2000).half(), "c": torch.randn(1000), "d": torch.randn(500).half()}
+    pack_file(ck, tmp_path / "m.fzp")
+    h, _ = read_container((tmp_path / "m.fzp").read_bytes())
+    assert len(h.streams) == 2
+    out = 4 * 4000 + 2 * 2500
+    need = out + 4 * 3000 + 4 * 4000 + (4 * 4000 + 2 * 2500)  # output, largest tensor, largest stream, both shared
+    assert streamed_bytes(h) == need
+    with pytest.raises(FzpackError, match="memory"):
+        restore_file(tmp_path / "m.fzp", tmp_path / "out.pt", max_bytes=need - 1)
+    restore_file(tmp_path / "m.fzp", tmp_path / "out.pt", max_bytes=need)
+
+    frozen = ROOT / "formats" / "vectors" / "frozen_normal.fzp"
+    h, _ = read_container(frozen.read_bytes())
+    masks = sum(t.numel for t in h.tensors if t.kind == 1)
+    assert masks > 0 and streamed_bytes(h) >= masks + sum(t.numel * t.dtype.itemsize for t in h.tensors if t.kind != 2)
+    assert streamed_bytes(h) <= restored_bytes(h) + masks + max(t.numel * t.dtype.itemsize for t in h.tensors)

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fzpack.container.layout import (
-    ALIAS, MAGIC, MAX_HEADER_BYTES, PREAMBLE_SIZE, VERSION, Header, decode_header, encode_header, itemsize, minor_version,
+    ALIAS, FLAG_ADDITIVE, FLAG_DENSE, FLAG_MASK_FROM_SEED, FROZEN, MAGIC, MAX_HEADER_BYTES, PREAMBLE_SIZE, ROLE_INDEX, VERSION,
+    Header, decode_header, encode_header, itemsize, minor_version,
 )
 from fzpack.errors import FormatError
 
@@ -82,14 +83,32 @@ def restored_bytes(h: Header) -> int:
 
 
 def streamed_bytes(h: Header) -> int:
-    """Memory and output a restore *to a file* needs when it decodes one stream at a time (section 6, step 5).
+    """Memory and output a restore *to a file* needs when it writes one tensor at a time (section 6, step 5).
 
-    The tensors are written out as they are made, so only the largest decoded stream coexists
-    with the largest tensor; the output file still holds every tensor, so their sum stays in the
-    bound (a tiny file describing terabytes of frozen weights is refused, not written).
+    The output file holds every tensor, so their sum stays in the bound (a tiny file describing
+    terabytes of frozen weights is refused, not written). In memory: the tensor being made and the
+    stream it comes from (the largest of each); every stream two or more tensors take bytes from
+    and every index stream (kept until their last tensor); and every frozen tensor's mask and
+    offsets (made with the tensor, written later).
     """
     sizes = [t.numel * itemsize(t.dtype) for t in h.tensors if t.kind != ALIAS]
-    return (sum(sizes) + max(sizes, default=0) + max((s.raw_length for s in h.streams), default=0)
+    users: dict[int, int] = {}
+    held = 0
+    for t in h.tensors:
+        if t.kind == ALIAS:
+            continue
+        used = [t.stream]
+        if t.kind == FROZEN:
+            held += t.numel + (t.k * itemsize(t.dtype) if t.flags & FLAG_ADDITIVE else 0)
+            if not t.flags & FLAG_MASK_FROM_SEED:
+                used.append(t.mask_stream)
+            if t.n_exceptions and not t.flags & FLAG_DENSE:
+                used.append(t.index_stream)
+        for i in used:
+            users[i] = users.get(i, 0) + 1
+    lengths = [s.raw_length for s in h.streams]
+    kept = sum(n for i, n in enumerate(lengths) if users.get(i, 0) > 1 or h.streams[i].role == ROLE_INDEX)
+    return (sum(sizes) + max(sizes, default=0) + max(lengths, default=0) + kept + held
             + 4 * sum(length for _, length in h.banks))
 
 
