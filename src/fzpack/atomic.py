@@ -180,6 +180,7 @@ class StreamSpool:
         return OutputError(f"cannot write {self.path}: {e.strerror or e}")
 
     def write(self, data) -> None:
+        """Append ``data`` (bytes or any buffer) to the spool."""
         try:
             if self._f is None:
                 directory = self.path.parent if str(self.path.parent) else Path(".")
@@ -233,6 +234,7 @@ class StreamSpool:
             done += n
 
     def close(self) -> None:
+        """Close and remove the spool file (idempotent)."""
         if self._f is not None:
             try:
                 self._f.close()

@@ -91,6 +91,7 @@ class TensorSource:
                 self.raw.drop(s)
 
     def get(self, part: Part) -> torch.Tensor:
+        """The tensor, mask or offsets ``part`` (an alias: its target's), made now or kept from before."""
         kind, i = part
         t = self.h.tensors[i]
         if t.kind == ALIAS:
@@ -160,6 +161,7 @@ def _owned_storage(t: torch.Tensor) -> torch.UntypedStorage:
 
 # -- .pt through torch's own serializer -------------------------------------------------------------------
 def torch_streaming_available() -> bool:
+    """Does this torch have the serializer internals :func:`write_pt` drives (else ``restore -o`` works in memory)?"""
     ser = torch.serialization
     return all(hasattr(ser, n) for n in ("_save", "skip_data", "_open_zipfile_writer", "DEFAULT_PROTOCOL"))
 
