@@ -279,15 +279,22 @@ def _decode_tensor(r: Reader, h: Header, index: int) -> TensorEntry:
         t.init = init
         t.k = r.varint(limit=MAX_DIM, what="trained count")
         if not t.flags & FLAG_MASK_FROM_SEED:
-            t.mask_stream = r.varint(limit=max(len(h.streams) - 1, 0), what="mask stream")
+            t.mask_stream = _stream_ref(r, h, "mask stream")
             t.mask_length = r.varint(what="mask length")
         t.n_exceptions = r.varint(limit=MAX_DIM, what="exception count")
         if t.n_exceptions:
-            t.index_stream = r.varint(limit=max(len(h.streams) - 1, 0), what="index stream")
+            t.index_stream = _stream_ref(r, h, "index stream")
     elif t.kind != PLAIN:
         raise FormatError(f"tensor {name!r}: unknown kind {t.kind}")
-    t.stream = r.varint(limit=max(len(h.streams) - 1, 0), what="values stream")
+    t.stream = _stream_ref(r, h, "values stream")
     return t
+
+
+def _stream_ref(r: Reader, h: Header, what: str) -> int:
+    """A stream index (section 4): below the stream count, so a file without streams has no valid index."""
+    if not h.streams:
+        raise FormatError(f"header: a tensor refers to a {what} but the file declares no streams")
+    return r.varint(limit=len(h.streams) - 1, what=what)
 
 
 def _check_numel(name: str, shape: tuple[int, ...]) -> None:
