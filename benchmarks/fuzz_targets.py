@@ -211,7 +211,11 @@ def _codec_prefix(data: bytes) -> tuple[int, int, int, bytes]:
 
 
 def run_values(data: bytes) -> None:
-    """A lossless stream codec (raw, zstd, bytegroup-zstd): u8 codec, u8 itemsize, varint raw length, payload."""
+    """A lossless stream codec (raw, zstd, bytegroup-zstd, planes): u8 codec, u8 itemsize, varint raw length, payload.
+
+    Codec 3 (planes, fzpack-v1.md section 3.2.3) parses a rotation and one coded plane per item
+    byte (raw, zstd or ANS): every length, frame and histogram of a hostile payload is checked.
+    """
     codec, itemsize, raw_length, payload = _codec_prefix(data)
     out = decode_stream(codec % 4, payload, raw_length, max(itemsize, 1))
     assert len(out) == raw_length, "decode_stream returned another length than declared"
@@ -383,7 +387,7 @@ def seeds_fl() -> list[bytes]:
 
 
 _PARSERS = ("fzpack.container.bytes_io", "fzpack.container.layout", "fzpack.container.file", "fzpack.container.tree",
-            "fzpack.unpack", "fzpack.codecs.values", "fzpack.codecs.lossy", "fzpack.codecs.q8", "fzpack.codecs.q8_index",
+            "fzpack.unpack", "fzpack.codecs.values", "fzpack.codecs.planes", "fzpack.codecs.lossy", "fzpack.codecs.q8", "fzpack.codecs.q8_index",
             "fzpack.codecs.mask", "fzpack.codecs.mask_decode", "fzpack.codecs.mask_models", "fzpack.codecs.mask_ans",
             "fzpack.codecs.mask_gaps", "fzpack.codecs.ans_reader", "fzpack.codecs.mask_factor_fast", "fzpack.inspect", "fzpack.verify", "fzpack.restore", "fzpack.fl.payload")
 _MASK = ("fzpack.codecs.mask", "fzpack.codecs.mask_decode", "fzpack.codecs.mask_models", "fzpack.codecs.mask_ans",
@@ -395,7 +399,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("tree", run_tree, seeds_tree, ("fzpack.container.tree", "fzpack.unpack", "fzpack.codecs.values")),
     Target("mask", run_mask, seeds_mask, _MASK),
     Target("mask_kernels", run_mask_kernels, seeds_mask, _MASK),
-    Target("values", run_values, seeds_values, ("fzpack.codecs.values",)),
+    Target("values", run_values, seeds_values, ("fzpack.codecs.values", "fzpack.codecs.planes")),
     Target("lossy", run_lossy, seeds_lossy, ("fzpack.codecs.lossy", "fzpack.codecs.q8", "fzpack.codecs.q8_index",
                                              "fzpack.codecs.values")),
     Target("q8_index", run_q8_index, seeds_q8_index, ("fzpack.codecs.q8_index",)),

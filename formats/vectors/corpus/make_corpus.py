@@ -12,8 +12,8 @@ checkpoints are built here, not loaded: ``torch.load`` would merge the alias vie
 target), so the tests also check that the writer still makes them byte for byte; ``"hand"`` files hold a
 form the writer never picks (a CONST mask payload: the writer stores such masks from the seed)
 and are built field by field with ``write_container``.
-Once committed the files are never rewritten (main() writes only the names the manifest does not
-list yet): a reader change that breaks one fails CI.
+Once committed the files are never rewritten: a reader change that breaks one fails CI. The script
+writes only the files its manifest does not list yet (a new feature's file is added, the old ones stay).
 """
 
 from __future__ import annotations
@@ -107,6 +107,14 @@ def writer_files() -> dict[str, tuple[object, str]]:
     mask = _other_mask((256, 256), 5)
     w, t = _frozen("big.weight", InitSpec("normal", 0.0, 0.05), (256, 256), seed, mask, "normal")
     out["mask_gaps"] = ({"state_dict": {"big.weight": w}, "fzpack": _entry(seed, "freezenet", {"big.weight": t})}, "lossless")
+    # 1.2: stream codec 3 (planes) on float32 / float16 / bfloat16 / float64 values streams of 16 KiB,
+    # with all three plane coders: raw (random mantissa bytes), zstd, ANS (exponent planes).
+    seed = 31
+    sd = {"fc.weight": generate(InitSpec("normal", 0.0, 0.05), seed, "fc.weight", (64, 64)),
+          "h.weight": generate(InitSpec("normal", 0.0, 0.05), seed, "h.weight", (64, 128)).half(),
+          "b.weight": generate(InitSpec("uniform", -0.1, 0.1), seed, "b.weight", (64, 128)).bfloat16(),
+          "d.steps": torch.arange(2048, dtype=torch.float64) / 8 - 100}
+    out["planes_dtypes"] = (sd, "lossless")
     return out
 
 
@@ -161,11 +169,12 @@ def _sha(data: bytes) -> str:
 
 
 def main() -> None:
+    """Write the files that the manifest does not list yet; a listed file is never rewritten."""
     from fzpack import fl
     from fzpack.equality import tree_differences
 
-    # Committed files are frozen: only names the manifest does not list yet are written.
-    old = json.loads((HERE / "manifest.json").read_text()) if (HERE / "manifest.json").exists() else {}
+    path = HERE / "manifest.json"
+    old: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
     manifest: dict[str, dict] = {}
     for name, (obj, mode) in writer_files().items():
         if name in old:
@@ -186,9 +195,9 @@ def main() -> None:
         assert tree_differences(obj, restore(data)) == [], name
         save_checkpoint(obj, HERE / f"{name}.pt")
         manifest[name] = {"kind": "fzp", "made": "hand", "bytes": len(data), "sha256": _sha(data)}
-    if all(n in old for n in ("fl_base", *fl_files()[2])):
-        manifest.update({n: m for n, m in old.items() if n not in manifest})
-        (HERE / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    if all(name in old for name in ("fl_base", *fl_files()[2])):
+        manifest.update({k: v for k, v in old.items() if k not in manifest})
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
         print(json.dumps({k: v["bytes"] for k, v in manifest.items()}, indent=2))
         return
     base_ckpt, values, payloads = fl_files()

@@ -15,7 +15,7 @@ from fzpack.container.bytes_io import Reader, Writer
 from fzpack.errors import FormatError
 
 MAGIC = b"\x89FZP\r\n\x1a\n"
-VERSION = (1, 1)  # the newest this code reads; a writer records the oldest minor its file needs
+VERSION = (1, 2)  # the newest this code reads; a writer records the oldest minor its file needs
 PREAMBLE_SIZE = 20  # magic 8, major 1, minor 1, flags 2, header length 4, header crc 4
 MAX_HEADER_BYTES = 64 << 20
 MAX_NDIM = 32
@@ -127,15 +127,22 @@ class Header:
 
 
 def minor_version(h: Header) -> int:
-    """The oldest minor version that can read ``h``: 1 if it uses a 1.1 feature, else 0.
+    """The oldest minor version that can read ``h``: 2 if a stream uses a 1.2 codec, 1 if it uses a 1.1 feature, else 0.
 
-    Writing the oldest sufficient minor keeps files without new features readable by 1.0 readers
-    (and the 1.0 test vectors byte-identical).
+    Writing the oldest sufficient minor keeps files without new features readable by older readers
+    (and the 1.0 / 1.1 test vectors byte-identical).
     """
+    from fzpack.codecs.values import CODECS_1_2
+
+    if any(s.codec in CODECS_1_2 for s in h.streams):
+        return 2
     for t in h.tensors:
         if t.kind == FROZEN and (t.flags & FLAGS_1_1 or (t.init is not None and t.init.dist in DISTS_1_1)):
             return 1
     return 0
+
+
+_MINOR_FEATURES = {1: "distribution dct, per-row or additive frozen tensors", 2: "stream codec 3 (planes)"}
 
 
 def encode_header(h: Header) -> bytes:
@@ -229,8 +236,7 @@ def decode_header(body: bytes, minor: int = VERSION[1]) -> Header:
     _validate(h)
     needed = minor_version(h)
     if needed > minor:
-        raise FormatError(f"the file says version 1.{minor} but uses 1.{needed} features "
-                          "(distribution dct, per-row or additive frozen tensors)")
+        raise FormatError(f"the file says version 1.{minor} but uses 1.{needed} features ({_MINOR_FEATURES[needed]})")
     if needed < minor:  # the minor is the oldest sufficient one (section 2.1): also what catches a flipped minor byte
         raise FormatError(f"the file says version 1.{minor} but uses no 1.{minor} feature (a writer records 1.{needed}): "
                           "corrupted preamble?")
