@@ -115,6 +115,7 @@ class _Packer:
         self.dtypes: list[torch.dtype] = []
         self.index_writer = Writer()
         self.index_stream = -1
+        self.mask_models: set[int] = set()  # byte 0 of every mask payload: model 4 (GAPS) makes the file 1.2
 
     # -- tensor table ---------------------------------------------------------------------------
     def add(self, t: torch.Tensor, suggested: str) -> tuple[int, str]:
@@ -219,6 +220,7 @@ class _Packer:
             payload = encode_mask(mask.numpy(), context)
             e.mask_stream = self._stream("masks", torch.uint8, ROLE_MASKS, 1)
             e.mask_length = len(payload)
+            self.mask_models.add(payload[0])
             self._put(e.mask_stream, payload)
         # An exception costs its value plus a ~1-2 byte position; past half the tensor, store it all.
         if n_exc and not additive and k + n_exc * (1 + 2 / t.element_size()) >= t.numel():
@@ -305,7 +307,7 @@ class _Packer:
         order = self.closed + rest  # payload order: the streams written early, then the rest as opened
         new = {old: i for i, old in enumerate(order)}
         self._renumber(new)
-        head = encode_head(self.header)
+        head = encode_head(self.header, self.mask_models)
         return PackResult(data=None, header=self.header, frozen=self.info is not None, stream_groups=self.groups,
                           values=self.values, lossy={new[i]: v for i, v in lossy.items()},
                           size=len(head) + self.sink.size + sum(map(len, stored)),

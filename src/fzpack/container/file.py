@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from fzpack.container.layout import (
     ALIAS, FLAG_ADDITIVE, FLAG_DENSE, FLAG_MASK_FROM_SEED, FROZEN, MAGIC, MAX_HEADER_BYTES, PREAMBLE_SIZE, ROLE_INDEX, VERSION,
-    Header, decode_header, encode_header, itemsize, minor_version,
+    Header, check_minor, decode_header, encode_header, itemsize, mask_models, minor_version,
 )
 from fzpack.errors import FormatError
 
@@ -40,15 +40,18 @@ def write_container(header: Header, stored: list[bytes]) -> bytes:
     for entry, payload in zip(header.streams, stored):
         entry.stored_length = len(payload)
         entry.crc32 = crc32(payload)
-    return b"".join([encode_head(header), *stored])
+    return b"".join([encode_head(header, mask_models(header, lambda s, at: stored[s][at])), *stored])
 
 
-def encode_head(header: Header) -> bytes:
-    """Preamble and header body of a file whose stream entries are complete (lengths, checksums)."""
+def encode_head(header: Header, models: Iterable[int] = ()) -> bytes:
+    """Preamble and header body of a file whose stream entries are complete (lengths, checksums).
+
+    ``models``: the model ids of the file's mask payloads (they decide the minor version too).
+    """
     body = encode_header(header)
     if len(body) > MAX_HEADER_BYTES:
         raise FormatError(f"header of {len(body)} bytes exceeds the format's {MAX_HEADER_BYTES} byte limit")
-    return MAGIC + struct.pack("<BBHII", VERSION[0], minor_version(header), 0, len(body), crc32(body)) + body
+    return MAGIC + struct.pack("<BBHII", VERSION[0], minor_version(header, models), 0, len(body), crc32(body)) + body
 
 
 def read_preamble(data: bytes | memoryview) -> tuple[int, int, int]:
@@ -243,6 +246,8 @@ def _open(size: int, read_at: Callable[[int, int], bytes | memoryview], close: C
             raise FormatError(f"stream {i} checksum mismatch: the file is corrupted")
         offsets.append(pos)
         pos += s.stored_length
+    # The minor version against the mask models too (section 2.1): byte 0 of each mask payload.
+    check_minor(header, minor, mask_models(header, lambda s, at: read_at(offsets[s] + at, 1)[0]))
     return Container(header, offsets, read_at, close, size, hlen)
 
 
