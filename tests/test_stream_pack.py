@@ -124,6 +124,14 @@ def test_vectors_keep_their_bytes_through_pack_file(tmp_path):
         assert (tmp_path / "v.fzp").read_bytes() == (VECTORS / f"{pt}.fzp").read_bytes(), pt
 
 
+def test_pack_file_records_minor_2_for_a_gaps_mask(tmp_path):
+    """The minor version counts the mask payloads pack_file writes (mask model 4 is a 1.2 feature)."""
+    ck = torch.load(VECTORS / "corpus" / "mask_gaps.pt", weights_only=True)
+    pack_file(ck, tmp_path / "g.fzp")
+    data = (tmp_path / "g.fzp").read_bytes()
+    assert data[9] == 2 and data == (VECTORS / "corpus" / "mask_gaps.fzp").read_bytes()
+
+
 def test_compress_maps_the_checkpoint_and_writes_what_pack_writes(tmp_path):
     ck = _mixed()
     torch.save(ck, tmp_path / "m.pt")

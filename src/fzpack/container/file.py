@@ -40,7 +40,9 @@ def write_container(header: Header, stored: list[bytes]) -> bytes:
     for entry, payload in zip(header.streams, stored):
         entry.stored_length = len(payload)
         entry.crc32 = crc32(payload)
-    return b"".join([encode_head(header, mask_models(header, lambda s, at: stored[s][at])), *stored])
+    # a hand-built (possibly hostile) header may point past its payloads: no byte, no model
+    models = mask_models(header, lambda s, at: stored[s][at] if s < len(stored) and at < len(stored[s]) else None)
+    return b"".join([encode_head(header, models), *stored])
 
 
 def encode_head(header: Header, models: Iterable[int] = ()) -> bytes:

@@ -156,8 +156,8 @@ def has_coded_masks(h: Header) -> bool:
     return any(t.kind == FROZEN and not t.flags & FLAG_MASK_FROM_SEED and t.mask_length for t in h.tensors)
 
 
-def mask_models(h: Header, byte_at: Callable[[int, int], int]) -> set[int]:
-    """The model ids of ``h``'s mask payloads; ``byte_at(stream, offset)`` reads one stored byte.
+def mask_models(h: Header, byte_at: Callable[[int, int], int | None]) -> set[int]:
+    """The model ids of ``h``'s mask payloads; ``byte_at(stream, offset)`` reads one stored byte (None: none there).
 
     Payloads lie back to back in their masks stream in tensor-table order (section 3.3); the
     header was validated, so every offset is inside its stream.
@@ -167,7 +167,9 @@ def mask_models(h: Header, byte_at: Callable[[int, int], int]) -> set[int]:
     for t in h.tensors:
         if t.kind == FROZEN and not t.flags & FLAG_MASK_FROM_SEED and t.mask_length:
             at = cursors.get(t.mask_stream, 0)
-            models.add(byte_at(t.mask_stream, at))
+            model = byte_at(t.mask_stream, at)
+            if model is not None:
+                models.add(model)
             cursors[t.mask_stream] = at + t.mask_length
     return models
 
