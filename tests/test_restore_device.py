@@ -25,20 +25,11 @@ from fzpack.generator import compiled
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_mask_codec import _bins, _random_factor_case, structured_mask  # noqa: E402
+from test_roundtrip import _to_cpu  # noqa: E402
 
 VECTORS = Path(__file__).resolve().parent.parent / "formats" / "vectors"
 FILES = sorted(VECTORS.glob("*.fzp")) + sorted((VECTORS / "corpus").glob("*.fzp")) + sorted((VECTORS / "legacy").glob("*.fzp"))
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-def _to_cpu(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.cpu()
-    if isinstance(obj, dict):
-        return type(obj)((k, _to_cpu(v)) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")

@@ -20,20 +20,9 @@ import numpy as np
 import torch
 
 from fzpack.codecs.mask import MODEL_FACTOR, check_call, decode_mask_positions
-from fzpack.codecs.mask_ans import TABLE, TABLE_SIZE, BitReader
-from fzpack.codecs.mask_decode import _row_table, _term_luts
-from fzpack.codecs.mask_models import (
-    DEAD,
-    W_FACTOR,
-    W_NBINS,
-    _ngroups,
-    chain_work,
-    chain_work_limit,
-    read_header,
-    read_levels,
-    scale_from_code,
-    view_dims,
-)
+from fzpack.codecs.mask_ans import TABLE, TABLE_SIZE
+from fzpack.codecs.mask_decode import _row_table, _term_luts, read_factor_levels
+from fzpack.codecs.mask_models import DEAD, W_FACTOR, W_NBINS, scale_from_code
 from fzpack.errors import CodecError
 from fzpack.generator.compiled import mask_kernels_for
 
@@ -98,24 +87,13 @@ def _codes(model, dims: tuple[int, ...], n: int, context: torch.Tensor) -> torch
 
 
 def _factor(data: bytes, shape: tuple[int, ...], n: int, count: int, context: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
-    model, hists, pos = read_header(data, 1, shape, True)
-    dims = view_dims(shape)
-    work = chain_work(model, dims)
-    if work > chain_work_limit(n):
-        raise CodecError("mask payload declares more level symbols than the format allows")
-    if len(data) - pos > 2 * (n + work) + 8:
-        raise CodecError("mask payload longer than any valid encoding")
     kernels = mask_kernels_for(n)
     if kernels is not None:
         from fzpack.codecs.ans_reader import FastBitReader
 
-        r = FastBitReader(data[pos:], kernels)
+        model, dims, _, r = read_factor_levels(data, 1, shape, True, lambda b: FastBitReader(b, kernels))
     else:
-        r = BitReader(data[pos:])
-    for f, h in zip(model.factors, hists):
-        f.levels = read_levels(r, _ngroups(f.kind, dims), f.nlev, h)
-        if f.counts and not np.array_equal(np.bincount(f.levels, minlength=f.nlev), h):
-            raise CodecError("mask payload: decoded levels do not match their histogram")
+        model, dims, _, r = read_factor_levels(data, 1, shape, True)
     codes = _codes(model, dims, n, context)
     hist = torch.bincount(codes, minlength=TABLE_SIZE + 1).cpu().numpy().astype(np.int64)
     classes, ranks = _read_ranks(r, hist, count, kernels)

@@ -16,17 +16,8 @@ import numpy as np
 
 from fzpack.codecs.ans_reader import FastBitReader
 from fzpack.codecs.mask_ans import TABLE, TABLE_SIZE
-from fzpack.codecs.mask_decode import _row_table, _term_luts
-from fzpack.codecs.mask_models import (
-    W_FACTOR,
-    _ngroups,
-    chain_work,
-    chain_work_limit,
-    read_header,
-    read_levels,
-    scale_from_code,
-    view_dims,
-)
+from fzpack.codecs.mask_decode import _row_table, _term_luts, read_factor_levels
+from fzpack.codecs.mask_models import W_FACTOR, scale_from_code
 from fzpack.errors import CodecError
 
 _EMPTY_I64 = np.zeros(0, dtype=np.int64)
@@ -48,19 +39,7 @@ def decode_factor_fast(data: bytes, pos: int, shape: tuple[int, ...], context: n
         (bool array of n entries, equal to `mask_decode.decode_factor_model`'s; the `count` flat
         positions of its set entries, increasing).
     """
-    dims = view_dims(shape)
-    n = int(np.prod(dims, dtype=np.int64))
-    model, hists, pos = read_header(data, pos, shape, context is not None)
-    work = chain_work(model, dims)
-    if work > chain_work_limit(n):
-        raise CodecError("mask payload declares more level symbols than the format allows")
-    if len(data) - pos > 2 * (n + work) + 8:  # every coded bit costs at most 16 bits
-        raise CodecError("mask payload longer than any valid encoding")
-    r = FastBitReader(data[pos:], kernels)
-    for f, h in zip(model.factors, hists):
-        f.levels = read_levels(r, _ngroups(f.kind, dims), f.nlev, h)
-        if f.counts and not np.array_equal(np.bincount(f.levels, minlength=f.nlev), h):
-            raise CodecError("mask payload: decoded levels do not match their histogram")
+    model, dims, n, r = read_factor_levels(data, pos, shape, context is not None, lambda b: FastBitReader(b, kernels))
     luts = _term_luts(model)
     d0 = int(dims[0]) if len(dims) > 1 else 1
     rowlen = n // d0 if d0 else 0
