@@ -3,6 +3,7 @@
     python benchmarks/bench_speed.py            # full run, writes the "speed" section of docs/results.md
     python benchmarks/bench_speed.py --quick    # fewer repeats, smaller saliency batch, prints only
     python benchmarks/bench_speed.py --json     # also print every measured number as JSON
+    python benchmarks/bench_speed.py --device cuda   # also restore / load straight onto a GPU (prints only)
 
 Models: LeNet-5-Caffe (1x28x28 inputs), VGG16-D (3x32x32) and ResNet34-tiny (3x64x64, 200
 classes), frozen at q = 0.99 by `fzpack.families.freezenet.select_frozen` with the saliency of one random batch
@@ -17,6 +18,11 @@ with the default restore threads and with one; and `fzpack.restore_file` .fzp ->
 `torch.load` + `create_model(device="meta")` + `load_state_dict(assign=True)`, (c) safetensors
 `load_file` + the same construction; and the peak memory of each operation, run alone in a fresh process. Files
 live in a temporary directory and were just written, so they are in the page cache.
+
+With ``--device cuda`` each model is also restored onto the GPU (`fzpack.unpack(data, device=...)`:
+frozen weights regenerated there) after a check that it equals the CPU restore bit for bit, and
+timed against `torch.load(map_location=...)`, safetensors `load_file(device=...)` and
+`fzpack.load_model(device=...)`, every run ended by a device synchronisation.
 """
 
 from __future__ import annotations
@@ -217,13 +223,15 @@ def peak_memory(arch: str, d: Path) -> dict[str, float]:
 def restore_breakdown(data: bytes, repeat: int) -> dict[str, float]:
     """One-thread restore split into regeneration (generate), mask decoding and the rest (seconds).
 
-    Times the real restore with `generate`, `random_mask` and `decode_mask` wrapped in timers; the
-    fastest of ``repeat`` runs is kept.
+    Times the real restore with `generate`, the seed masks and the mask decoders (`decode_mask_positions`
+    on the host, `decode_mask_device` for a GPU target) wrapped in timers; the fastest of ``repeat`` runs
+    is kept.
     """
     import fzpack.unpack as U
 
     acc = {"regen": 0.0, "mask": 0.0}
-    originals = {name: getattr(U, name) for name in ("generate", "random_mask", "decode_mask")}
+    masks = ("random_mask", "random_mask_rows", "decode_mask_positions", "decode_mask_device")
+    originals = {name: getattr(U, name) for name in ("generate",) + masks}
 
     def timed(fn, key):
         def wrapper(*a, **k):
@@ -239,8 +247,8 @@ def restore_breakdown(data: bytes, repeat: int) -> dict[str, float]:
     try:
         set_restore_threads(1)
         U.generate = timed(originals["generate"], "regen")
-        U.random_mask = timed(originals["random_mask"], "mask")
-        U.decode_mask = timed(originals["decode_mask"], "mask")
+        for name in masks:
+            setattr(U, name, timed(originals[name], "mask"))
         unpack(data)  # warm-up
         for _ in range(repeat):
             acc["regen"] = acc["mask"] = 0.0
@@ -255,6 +263,43 @@ def restore_breakdown(data: bytes, repeat: int) -> dict[str, float]:
         set_restore_threads(before)
     best["rest"] = best["total"] - best["regen"] - best["mask"]
     return best
+
+
+def device_timings(data: bytes, dense: bytes, paths: dict[str, Path], device: str, repeat: int) -> dict[str, float]:
+    """Seconds to restore / load onto `device` (each run ends with a synchronisation), after checking
+    that the device restore equals the CPU restore bit for bit (a wrong fast path must not be timed)."""
+    from fzpack.equality import tree_differences
+
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def synced(fn):
+        def run():
+            out = fn()
+            sync()
+            return out
+        return run
+
+    on_dev = unpack(data, device=dev).obj
+    diffs = tree_differences(unpack(data).obj, _to_cpu(on_dev))
+    if diffs:
+        raise AssertionError(f"restore on {device} differs from the CPU restore: {diffs[:3]}")
+    return {
+        "restore": best_of(synced(lambda: unpack(data, device=dev)), repeat=repeat),
+        "torch_load": best_of(synced(lambda: torch.load(io.BytesIO(dense), weights_only=True, map_location=dev)), repeat=repeat),
+        "st_load_file": best_of(synced(lambda: st_load_file(str(paths["st"]), device=str(dev))), repeat=repeat),
+        "model_fzp": best_of(synced(lambda: fzpack.load_model(paths["fzp"], device=dev)), repeat=repeat),
+    }
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
 
 
 def measure(arch: str, args, d: Path) -> dict:
@@ -288,6 +333,9 @@ def measure(arch: str, args, d: Path) -> dict:
     t["model_pt"] = best_of(lambda: model_from_pt(arch, paths), repeat=r)
     t["model_st"] = best_of(lambda: model_from_safetensors(arch, paths), repeat=r)
     out = {"arch": arch, "sizes": sizes, "seconds": t}
+    if args.device != "cpu":
+        log(f"{arch}: restore / load onto {args.device}")
+        out["device_seconds"] = device_timings(data, dense, paths, args.device, r)
     if arch == "vgg16-d":
         log(f"{arch}: restore breakdown")
         out["breakdown"] = restore_breakdown(data, r)
@@ -343,13 +391,19 @@ def report(results: list[dict], args) -> str:
         "at the peak. (ru_maxrss is not used: in a child started by vfork/exec it can report the parent's peak.)\n",
         md_table(["model"] + [MEMORY_OPS[op][0] for op in MEMORY_OPS], mem_rows),
     ]
+    if args.device != "cpu":
+        body.append(f"\n### Straight onto {args.device} (ms; each run ends with a synchronisation)\n")
+        body.append(md_table(["model", "restore", "torch.load (map_location)", "safetensors load_file", "load_model",
+                              "restore / torch.load"],
+                             [[r["arch"]] + [ms(r["device_seconds"][k]) for k in ("restore", "torch_load", "st_load_file", "model_fzp")]
+                              + [r["device_seconds"]["restore"] / r["device_seconds"]["torch_load"]] for r in results]))
     vgg = next((r for r in results if r["arch"] == "vgg16-d"), None)
     if vgg is not None:
         b, t = vgg["breakdown"], vgg["seconds"]
         body.append(f"\n### VGG16-D restore breakdown (1 thread, fastest of {args.repeat})\n")
         body.append(md_table(["part", "ms", "share"], [
             ["regeneration (`generate`, all frozen tensors)", ms(b["regen"]), f"{100 * b['regen'] / b['total']:.0f} %"],
-            ["mask decoding (`decode_mask`)", ms(b["mask"]), f"{100 * b['mask'] / b['total']:.0f} %"],
+            ["mask decoding (`decode_mask_positions`, seed masks)", ms(b["mask"]), f"{100 * b['mask'] / b['total']:.0f} %"],
             ["the rest (container, values, assembly, tree)", ms(b["rest"]), f"{100 * b['rest'] / b['total']:.0f} %"],
             ["total", ms(b["total"]), "100 %"]]))
         ratio = t["restore"] / t["torch_load"]
@@ -366,6 +420,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="few repeats, small saliency batch, do not write docs/results.md")
     ap.add_argument("--json", action="store_true", help="print every measured number as JSON")
+    ap.add_argument("--device", default="cpu", help="also restore onto this device, e.g. cuda (prints only; default cpu: off)")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS), help="models to measure (default: all)")
     ap.add_argument("--worker", choices=list(MEMORY_OPS), help=argparse.SUPPRESS)
     ap.add_argument("--arch", help=argparse.SUPPRESS)
@@ -376,7 +431,7 @@ def main() -> None:
         return
     args.repeat = 2 if args.quick else 7
     args.batch = 16 if args.quick else 128
-    args.write = not args.quick and args.models == list(MODELS)
+    args.write = not args.quick and args.models == list(MODELS) and args.device == "cpu"
     log(f"machine: {machine()}; restore threads: {get_restore_threads()}")
     with tempfile.TemporaryDirectory() as tmp:
         results = [measure(arch, args, Path(tmp)) for arch in args.models]

@@ -26,7 +26,7 @@ import torch
 
 import fzpack
 from fzpack.codecs.lossy import decode_lossy
-from fzpack.codecs.mask import decode_mask
+from fzpack.codecs.mask import decode_mask, decode_mask_positions
 from fzpack.codecs.q8_index import decode_indices
 from fzpack.codecs.values import LOSSY_CODECS, Q8, decode_stream, zstd_frame_length
 from fzpack.container.bytes_io import Reader, Writer, decode_varints
@@ -171,6 +171,39 @@ def run_mask(data: bytes) -> None:
     decode_mask(payload, dims, count, context)
 
 
+def run_mask_kernels(data: bytes) -> None:
+    """Differential: ``decode_mask`` with the compiled kernels and with numpy + constriction, and the
+    GPU restore's decoder (``decode_mask_device``, run on CPU tensors) under each, must give the same
+    mask and positions or all refuse (mask-codec-v1 section 7 allows no other outcome)."""
+    from fzpack.codecs.mask_device import decode_mask_device
+    from fzpack.generator import compiled
+
+    payload, dims, count, context = _mask_call(data)
+    kernels = ("numpy",) if compiled.unavailable_reason() is not None else ("compiled", "numpy")
+    device_context = None if context is None else torch.from_numpy(context)
+    results: list[tuple[np.ndarray, np.ndarray] | None] = []
+    try:
+        for kernel in kernels:
+            compiled.set_kernel(kernel)
+            for decode in (lambda: decode_mask_positions(payload, dims, count, context),
+                           lambda: decode_mask_device(payload, dims, count, device_context)):
+                try:
+                    mask, pos = decode()
+                    results.append((np.asarray(mask), np.asarray(pos)))
+                except FzpackError:
+                    results.append(None)
+    finally:
+        compiled.set_kernel(None)
+    a = results[0]
+    for b in results[1:]:
+        if (a is None) != (b is None) or (a is not None and not (np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]))):
+            raise AssertionError(f"mask decoders disagree: {['refused' if r is None else 'decoded' for r in results]}")
+    if a is None:
+        raise fzpack.FormatError("refused by every decoder")
+    if not np.array_equal(a[1], np.flatnonzero(a[0])):
+        raise AssertionError("decoded positions are not the mask's set entries")
+
+
 def _codec_prefix(data: bytes) -> tuple[int, int, int, bytes]:
     r = Reader(data, "codec harness input")
     codec, itemsize, raw_length = r.u8(), r.u8() % 17, r.varint(limit=MAX_RAW, what="raw length")
@@ -178,7 +211,11 @@ def _codec_prefix(data: bytes) -> tuple[int, int, int, bytes]:
 
 
 def run_values(data: bytes) -> None:
-    """A lossless stream codec (raw, zstd, bytegroup-zstd): u8 codec, u8 itemsize, varint raw length, payload."""
+    """A lossless stream codec (raw, zstd, bytegroup-zstd, planes): u8 codec, u8 itemsize, varint raw length, payload.
+
+    Codec 3 (planes, fzpack-v1.md section 3.2.3) parses a rotation and one coded plane per item
+    byte (raw, zstd or ANS): every length, frame and histogram of a hostile payload is checked.
+    """
     codec, itemsize, raw_length, payload = _codec_prefix(data)
     out = decode_stream(codec % 4, payload, raw_length, max(itemsize, 1))
     assert len(out) == raw_length, "decode_stream returned another length than declared"
@@ -350,17 +387,19 @@ def seeds_fl() -> list[bytes]:
 
 
 _PARSERS = ("fzpack.container.bytes_io", "fzpack.container.layout", "fzpack.container.file", "fzpack.container.tree",
-            "fzpack.unpack", "fzpack.codecs.values", "fzpack.codecs.lossy", "fzpack.codecs.q8", "fzpack.codecs.q8_index",
+            "fzpack.unpack", "fzpack.codecs.values", "fzpack.codecs.planes", "fzpack.codecs.lossy", "fzpack.codecs.q8", "fzpack.codecs.q8_index",
             "fzpack.codecs.mask", "fzpack.codecs.mask_decode", "fzpack.codecs.mask_models", "fzpack.codecs.mask_ans",
-            "fzpack.inspect", "fzpack.verify", "fzpack.restore", "fzpack.fl.payload")
-_MASK = ("fzpack.codecs.mask", "fzpack.codecs.mask_decode", "fzpack.codecs.mask_models", "fzpack.codecs.mask_ans")
+            "fzpack.codecs.mask_gaps", "fzpack.codecs.ans_reader", "fzpack.codecs.mask_factor_fast", "fzpack.inspect", "fzpack.verify", "fzpack.restore", "fzpack.fl.payload")
+_MASK = ("fzpack.codecs.mask", "fzpack.codecs.mask_decode", "fzpack.codecs.mask_models", "fzpack.codecs.mask_ans",
+         "fzpack.codecs.mask_gaps", "fzpack.codecs.ans_reader", "fzpack.codecs.mask_factor_fast", "fzpack.codecs.mask_device")
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("container", run_container, seeds_container, _PARSERS[:-1]),
     Target("header", run_header, seeds_header, ("fzpack.container.bytes_io", "fzpack.container.layout")),
     Target("tree", run_tree, seeds_tree, ("fzpack.container.tree", "fzpack.unpack", "fzpack.codecs.values")),
     Target("mask", run_mask, seeds_mask, _MASK),
-    Target("values", run_values, seeds_values, ("fzpack.codecs.values",)),
+    Target("mask_kernels", run_mask_kernels, seeds_mask, _MASK),
+    Target("values", run_values, seeds_values, ("fzpack.codecs.values", "fzpack.codecs.planes")),
     Target("lossy", run_lossy, seeds_lossy, ("fzpack.codecs.lossy", "fzpack.codecs.q8", "fzpack.codecs.q8_index",
                                              "fzpack.codecs.values")),
     Target("q8_index", run_q8_index, seeds_q8_index, ("fzpack.codecs.q8_index",)),

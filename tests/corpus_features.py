@@ -1,7 +1,7 @@
 """Which format features a `.fzp` file or an update payload uses, and which ones the code defines.
 
 ``defined()`` reads the sets from the code's own constants (codec, dtype, dist, flag, kind, role,
-generator, tree codec, mask model, q8 grid and index coder, payload flag ids), so a feature added
+generator, tree codec, mask model, q8 grid and index coder, planes plane coder, payload flag ids), so a feature added
 to the code without a golden-corpus file that uses it makes tests/test_corpus.py fail.
 ``used_fzp`` / ``used_fzu`` read them from the bytes of one file.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from fzpack.codecs import mask as mask_codec
-from fzpack.codecs import q8, q8_index
-from fzpack.codecs.values import BYTEGROUP_ZSTD, CAST_BF16, CAST_FP16, CODEC_NAMES, Q8, RAW, ZSTD
+from fzpack.codecs import planes, q8, q8_index
+from fzpack.codecs.values import BYTEGROUP_ZSTD, CAST_BF16, CAST_FP16, CODEC_NAMES, PLANES, Q8, RAW, ZSTD
 from fzpack.container import layout
 from fzpack.container.bytes_io import Reader
 from fzpack.container.file import read_container
@@ -46,7 +46,8 @@ def defined() -> dict[str, set]:
         "q8 index coder": set(q8_index.INDEX_CODER_NAMES),
         "cast inner codec": {RAW, ZSTD, BYTEGROUP_ZSTD},
         "minor version": set(range(layout.VERSION[1] + 1)),
-        "fl stream codec": set(CODEC_NAMES),
+        "fl stream codec": set(payload.STREAM_CODECS),
+        "planes coder": set(planes.PLANE_CODER_NAMES),
         "fl payload flags": {0} | _bits(payload.KNOWN_FLAGS),
         "fl entry part": {0, 1, 2},
     }
@@ -79,7 +80,12 @@ def used_fzp(data: bytes) -> dict[str, set]:
 
 
 def _lossy_features(out: dict[str, set], codec: int, payload: bytes) -> None:
-    if codec in (CAST_FP16, CAST_BF16):
+    if codec == PLANES:  # u8 rotation, then per plane: u8 coder, varint length, bytes
+        r = Reader(payload[1:], "planes")
+        while r.remaining:
+            out["planes coder"].add(r.u8())
+            r.raw(r.varint())
+    elif codec in (CAST_FP16, CAST_BF16):
         out["cast inner codec"].add(payload[1])
     elif codec == Q8:
         r = Reader(payload[1:], "q8")

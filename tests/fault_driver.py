@@ -89,10 +89,14 @@ def main(argv: list[str]) -> int:
             fzpack.compress(obj, argv[2])
         return 0
     if mode == "read":
-        out, seconds, allowed = Path(argv[1]), float(argv[2]), set(argv[3:])
+        # reads until the test creates the stop file (its writers are done), then once more: a fixed
+        # duration would end before slow writers on a loaded machine put a first file in place
+        out, stop, allowed = Path(argv[1]), Path(argv[2]), set(argv[3:])
         reads = bad = missing = 0
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        end = time.monotonic() + 600
+        last = False
+        while not last and time.monotonic() < end:
+            last = stop.exists()
             try:
                 data = out.read_bytes()
             except FileNotFoundError:

@@ -102,4 +102,4 @@ def test_the_feature_lists_come_from_the_code():
 
     d = defined()
     assert d["stream codec"] == set(CODEC_NAMES) and d["dtype"] == set(layout.DTYPES) and d["dist"] == set(layout.DISTS)
-    assert d["frozen flag"] == {1, 2, 4, 8, 16} and len(d["mask model"]) == 4 and d["tree codec"] == {0, 1, 2}
+    assert d["frozen flag"] == {1, 2, 4, 8, 16} and len(d["mask model"]) == 5 and d["tree codec"] == {0, 1, 2}

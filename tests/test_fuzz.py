@@ -24,7 +24,7 @@ from fuzz_targets import TARGETS, check  # noqa: E402
 
 REGRESSIONS = sorted((Path(__file__).parent / "fuzz_regressions").glob("*.bin"))
 #: Mutated executions per target in CI (about 20 s on 2 busy cores, with the atheris run below).
-RUNS = {"container": 3000, "fl": 3000, "mask": 4000, "tree": 5000, "header": 5000, "lossy": 5000, "index": 5000,
+RUNS = {"container": 3000, "fl": 3000, "mask": 4000, "mask_kernels": 2000, "tree": 5000, "header": 5000, "lossy": 5000, "index": 5000,
         "values": 5000, "q8_index": 5000}
 
 

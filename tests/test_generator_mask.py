@@ -72,3 +72,28 @@ def test_bad_shape_and_seed() -> None:
         random_mask(0, "w", (-2, 3), 1)
     with pytest.raises(FzpackError):
         random_mask(2**32, "w", (3,), 1)
+
+
+@pytest.mark.parametrize("case", VECTORS["masks"], ids=lambda c: c["name"])
+def test_torch_backend_meets_the_vectors(case) -> None:
+    """The backend a GPU restore uses (keys and selection as torch ops on the device), run on the CPU."""
+    m = random_mask(case["seed"], case["name"], (case["n"],), case["k"], backend="torch")
+    assert np.flatnonzero(m.numpy()).tolist() == case["indices"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), name=st.text(max_size=8),
+       shape=st.sampled_from([(0,), (1,), (7,), (3, 5), (4, 3, 2, 2), (2, 0, 3), ()]), data=st.data())
+def test_torch_backend_equals_numpy(seed: int, name: str, shape, data) -> None:
+    n = int(np.prod(shape, dtype=np.int64))
+    k = data.draw(st.sampled_from(sorted({0, n, data.draw(st.integers(0, n))})))
+    a = random_mask(seed, name, shape, k, backend="numpy")
+    b = random_mask(seed, name, shape, k, backend="torch")
+    assert b.dtype == torch.bool and tuple(b.shape) == tuple(shape) and torch.equal(a, b)
+
+
+def test_unknown_backend_or_device_is_an_fzpack_error() -> None:
+    with pytest.raises(FzpackError):
+        random_mask(0, "w", (4,), 1, backend="cupy")
+    with pytest.raises(FzpackError):
+        random_mask(0, "w", (4,), 1, device="no-such-device")

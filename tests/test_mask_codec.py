@@ -74,6 +74,25 @@ def ref_decode(payload: bytes, shape: tuple, count: int, context=None) -> list[i
         out = [s.bit(ref_ratio(count, n)) for _ in range(n)]
         assert s.done()
         return out
+    if model == 4:  # GAPS (section 6A)
+        s = RefStream(payload[1:])
+        a = [((n - count) << 32) // n]
+        while a[-1] > 2**31 and len(a) <= 40:
+            a.append((a[-1] * a[-1] + 2**31) >> 32)
+        r = len(a) - 1
+        mu, mlow = ref_ratio(a[r], 2**32), [ref_ratio(a[j], 2**32 + a[j]) for j in range(r)]
+        out, prev = [0] * n, -1
+        for _ in range(count):
+            q = 0
+            while s.bit(mu):
+                q += 1
+            low = 0
+            for j in reversed(range(r)):
+                low |= s.bit(mlow[j]) << j
+            prev += 1 + q * 2**r + low
+            out[prev] = 1
+        assert s.done()
+        return out
     assert model == 2
     dims = (n,) if len(shape) <= 1 else tuple(shape) if len(shape) == 2 else (
         shape[0], shape[1], math.prod(shape[2:]))
@@ -395,10 +414,19 @@ def hostile_cases():
     yield encode_mask(small), small, None
     payload, m, c = golden_factor()
     yield payload, m, c
+    gaps = np.zeros(100, bool)
+    gaps[[3, 17, 18, 60, 99]] = True
+    yield bytes.fromhex("04f3a682954b0404"), gaps, None  # model 4 (GAPS), the spec's vector
 
 
-@pytest.mark.parametrize("which", range(4))
-def test_hostile_truncation_and_bitflips(which):
+@pytest.mark.parametrize("kernel", ["numpy", "compiled"])
+@pytest.mark.parametrize("which", range(5))
+def test_hostile_truncation_and_bitflips(which, kernel, monkeypatch):
+    from fzpack.generator import compiled
+
+    if kernel == "compiled" and compiled.unavailable_reason():
+        pytest.skip("numba not installed")
+    monkeypatch.setenv("FZPACK_KERNEL", kernel)
     payload, mask, ctx = list(hostile_cases())[which]
     count = int(mask.sum())
     for cut in range(len(payload)):
@@ -421,6 +449,7 @@ def test_hostile_random_bytes(data, count, shape, use_ctx):
     ctx = np.linspace(0, 1, math.prod(shape), dtype=np.float32).reshape(shape) if use_ctx else None
     assert_rejected_or_exact(data, shape, count, ctx)
     assert_rejected_or_exact(b"\x02" + data, shape, count, ctx)
+    assert_rejected_or_exact(b"\x04" + data, shape, count, ctx)
 
 
 def test_hostile_arguments():
@@ -431,6 +460,8 @@ def test_hostile_arguments():
         (good, (2**20, 2**20), 2), (b"\x01" + b"\x7f" * 200, (4,), 2),
         (b"\x00\x00", (4,), 0), (b"\x00", (4,), 2), (b"\x09", (4,), 2),
         (b"\x03\x0f", (4,), 4), (b"\x03\x03", (4,), 1),
+        (b"\x04", (4,), 0), (b"\x04\x01", (4,), 4), (b"\x04" + b"\x7f" * 500, (4,), 2),
+        (b"\x05", (4,), 2),
     ]:
         with pytest.raises(CodecError):
             decode_mask(*args)

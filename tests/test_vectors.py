@@ -145,3 +145,19 @@ def test_a_file_declaring_a_newer_minor_than_its_features_need_is_refused():
     data[9] = 1
     with pytest.raises(fzpack.FormatError, match="uses no 1.1 feature"):
         fzpack.restore(bytes(data))
+
+
+def test_a_gaps_mask_payload_makes_a_1_2_file():
+    """Mask model 4 (GAPS) is a 1.2 feature (section 2.1) carried by byte 0 of a mask payload, not by
+    the header: the reader checks the declared minor against the mask models after the checksums."""
+    data = bytearray((VECTORS / "corpus" / "mask_gaps.fzp").read_bytes())
+    assert data[9] == 2  # its header alone needs 1.0
+    for minor in (0, 1):
+        data[9] = minor
+        with pytest.raises(fzpack.FormatError, match=f"says version 1.{minor} but uses 1.2 features"):
+            fzpack.restore(bytes(data))
+    # a coded (FACTOR) mask and nothing else of 1.2: a declared 1.2 is still caught, at the masks
+    data = bytearray((VECTORS / "frozen_normal.fzp").read_bytes())
+    data[9] = 2
+    with pytest.raises(fzpack.FormatError, match="uses no 1.2 feature"):
+        fzpack.restore(bytes(data))

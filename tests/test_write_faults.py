@@ -224,10 +224,12 @@ def test_concurrent_writers_and_readers_see_only_complete_files(tmp_path, frozen
     out.parent.mkdir()
     procs = [subprocess.Popen([sys.executable, DRIVER, "write", str(tmp_path / f"{x}.pt"), str(out), "6"], env=ENV,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for x in "ab"]
-    reader = subprocess.Popen([sys.executable, DRIVER, "read", str(out), "12", *shas], env=ENV, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    stop = tmp_path / "writers-done"
+    reader = subprocess.Popen([sys.executable, DRIVER, "read", str(out), str(stop), *shas], env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for p in procs:
         assert p.wait(timeout=300) == 0, p.stderr.read()
+    stop.touch()
     seen = json.loads(reader.communicate(timeout=300)[0])
     assert seen["bad"] == 0 and seen["reads"] > 0, seen
     assert _sha(out) in shas

@@ -12,6 +12,7 @@ concurrent writer's file is never touched.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -148,3 +149,98 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """:func:`write_atomic` of ``data``."""
     write_atomic(path, lambda f: f.write(data))
+
+
+class StreamSpool:
+    """A temporary file beside ``path`` for data written before what must precede it is known.
+
+    ``fzpack.pack.pack_file`` writes each stream's payload here as soon as it is coded (the
+    header, which precedes the streams in a `.fzp` file, is only known at the end), then copies
+    it into the output's own temporary file with :meth:`copy_to` (``copy_file_range``: the
+    kernel copies, no user memory). The file is created on the first write, named like
+    :func:`write_atomic`'s temporary files (so a SIGKILLed writer's file is removed by the next
+    write of ``path``) and removed when the spool closes. OS errors are one :class:`OutputError`
+    naming ``path``.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.size = 0
+        self._f: BinaryIO | None = None
+        self._tmp: str | None = None
+
+    def __enter__(self) -> "StreamSpool":
+        remove_stale_temps(self.path)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _error(self, e: OSError) -> OutputError:
+        return OutputError(f"cannot write {self.path}: {e.strerror or e}")
+
+    def write(self, data) -> None:
+        """Append ``data`` (bytes or any buffer) to the spool."""
+        try:
+            if self._f is None:
+                directory = self.path.parent if str(self.path.parent) else Path(".")
+                fd, self._tmp = tempfile.mkstemp(prefix=f"{temp_prefix(self.path)}{os.getpid()}.", suffix=TEMP_SUFFIX,
+                                                 dir=directory)
+                self._f = os.fdopen(fd, "wb")
+            self._f.write(data)
+        except OSError as e:
+            raise self._error(e) from e
+        self.size += len(data)
+
+    def reset(self) -> None:
+        """Forget what was written (the writer starts over)."""
+        if self._f is not None:
+            try:
+                self._f.seek(0)
+                self._f.truncate()
+            except OSError as e:
+                raise self._error(e) from e
+        self.size = 0
+
+    def copy_to(self, f: BinaryIO) -> None:
+        """Append everything written so far to ``f`` (a real file: ``copy_file_range``; else read and write)."""
+        if self._f is None or not self.size:
+            return
+        self._f.flush()
+        src = self._f.fileno()
+        try:
+            f.flush()
+            dst, pos = f.fileno(), f.tell()
+        except (OSError, AttributeError, ValueError):
+            dst = None
+        done = 0
+        if dst is not None and hasattr(os, "copy_file_range"):
+            try:
+                while done < self.size:
+                    n = os.copy_file_range(src, dst, self.size - done, done, pos + done)
+                    if n <= 0:
+                        break
+                    done += n
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF):
+                    raise
+            f.seek(pos + done)
+        buf = bytearray(8 << 20)
+        while done < self.size:  # no copy_file_range here: through user space, 8 MiB at a time
+            n = os.preadv(src, [memoryview(buf)[: min(len(buf), self.size - done)]], done)
+            if n <= 0:
+                raise OSError(errno.EIO, "the temporary streams file is shorter than what was written to it")
+            f.write(memoryview(buf)[:n])
+            done += n
+
+    def close(self) -> None:
+        """Close and remove the spool file (idempotent)."""
+        if self._f is not None:
+            try:
+                self._f.close()
+            except OSError:
+                pass
+            self._f = None
+        if self._tmp is not None:
+            Path(self._tmp).unlink(missing_ok=True)
+            self._tmp = None

@@ -25,9 +25,11 @@ formats/checkpoint-v1.md. Loading always uses ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import math
+import mmap as mmap_module
 import os
 import pickle
 import re
+import sys
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -150,9 +152,45 @@ def save_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> None:
     write_atomic(path, lambda f: torch.save(dict(ckpt), f))
 
 
-def load_checkpoint(path: str | os.PathLike) -> Any:
-    """Load a `.pt` file with ``weights_only=True``; any failure is one CheckpointError line."""
+def load_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> Any:
+    """Load a `.pt` file with ``weights_only=True``; any failure is one CheckpointError line.
+
+    ``mmap=True`` maps a zip-format file (what ``torch.save`` writes) instead of reading it:
+    tensors are read from disk when touched, so a caller that goes through them one at a time
+    (``fzpack.compress``) never holds the whole checkpoint. Files that cannot be mapped (the
+    legacy format) are loaded normally - always with ``weights_only=True``, never a full unpickle.
+    """
+    return load_mapped(path)[0] if mmap else _load(Path(path))
+
+
+def load_mapped(path: str | os.PathLike) -> tuple[Any, bool]:
+    """``load_checkpoint(path, mmap=True)`` and whether the file really is mapped (False: read normally)."""
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no such file: {path}")
+    if not _native_zip(path):  # legacy format, a broken file (the normal load says what is wrong), or byte-swapped
+        return _load(path), False
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True), True
+    except Exception:  # whatever the mapped load refuses, the normal load reports as a CheckpointError
+        return _load(path), False
+
+
+def _native_zip(path: Path) -> bool:
+    """Is ``path`` a torch zip file whose tensors load unchanged (no byte swap, which would write to the mapping)?
+
+    torch byte-swaps in place the storages of a file saved on a machine of the other byte order;
+    :func:`release_pages` on such a mapping would bring the unswapped bytes back, so it is not mapped.
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            marks = [i for i in z.infolist() if i.filename.rsplit("/", 1)[-1] == "byteorder"]
+            return all(i.file_size <= 8 and z.read(i).decode("ascii", "replace") == sys.byteorder for i in marks)
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError, RuntimeError, NotImplementedError):
+        return False
+
+
+def _load(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"no such file: {path}")
     try:
@@ -169,6 +207,33 @@ def load_checkpoint(path: str | os.PathLike) -> Any:
             "that load with torch.load(weights_only=True) - re-save it as a plain state dict") from e
     except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError, AttributeError, KeyError, TypeError, IndexError) as e:
         raise CheckpointError(f"not a readable PyTorch checkpoint: {_first_line(str(e)) or type(e).__name__}") from e
+
+
+def release_pages(t: torch.Tensor) -> None:
+    """Drop the resident pages of a tensor of a checkpoint loaded with ``mmap=True`` (Linux; else nothing).
+
+    Its storage is a private, unmodified mapping of the file: the pages are read again from the
+    file if the tensor is touched later, so the data stays the same while the process's memory
+    falls back. Never call this on a tensor that owns anonymous memory (its data would read as
+    zeros).
+    """
+    global _madvise
+    if sys.platform != "linux":
+        return
+    if _madvise is None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        _madvise = libc.madvise
+        _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    st = t.untyped_storage()
+    ptr, n, page = st.data_ptr(), st.nbytes(), mmap_module.PAGESIZE
+    start, end = -(-ptr // page) * page, (ptr + n) // page * page
+    if end > start:
+        _madvise(start, end - start, 4)  # MADV_DONTNEED
+
+
+_madvise = None
 
 
 def _first_line(text: str) -> str:

@@ -14,12 +14,11 @@ from typing import Any
 
 from torch import nn
 
-from fzpack.atomic import write_bytes_atomic
-from fzpack.checkpoint import load_checkpoint
-from fzpack.container.layout import ALIAS, PREAMBLE_SIZE
+from fzpack.checkpoint import load_mapped, release_pages
+from fzpack.container.layout import ALIAS
 from fzpack.codecs.lossy import BOUNDS
 from fzpack.errors import FzpackError
-from fzpack.pack import pack
+from fzpack.pack import pack_file
 from fzpack.sizes import breakdown, dense_fp32_bytes
 
 
@@ -57,6 +56,8 @@ def compress(src: str | os.PathLike | Mapping[str, Any] | nn.Module, dst: str | 
     Args:
         src: a `.pt` path (read with ``weights_only=True``), an in-memory checkpoint object, or
             a model after ``fzpack.freeze_`` (its checkpoint, as ``fzpack.save`` would write it).
+            A path is memory-mapped where the file allows it and coded tensor by tensor, each
+            large tensor's pages dropped once it is written: the checkpoint is never held whole.
         dst: output path; default ``src`` with suffix `.fzp`. Required unless ``src`` is a path.
         values: ``lossless`` (default), or ``fp16``, ``bf16``, ``q8``: a lossy codec for the
             trained values of frozen tensors only (biases and other tensors stay lossless).
@@ -75,15 +76,19 @@ def compress(src: str | os.PathLike | Mapping[str, Any] | nn.Module, dst: str | 
         from fzpack.freeze import checkpoint_of
 
         src = checkpoint_of(src)
+    release = None
     if isinstance(src, Mapping):
         if dst is None:
             raise FzpackError("dst is required when compressing a model or an in-memory checkpoint")
         obj, in_bytes = src, None
     else:
-        obj, in_bytes = load_checkpoint(src), Path(src).stat().st_size
+        # Memory-mapped: each large tensor is read, coded, written and its pages dropped in turn.
+        obj, mapped = load_mapped(src)
+        in_bytes = Path(src).stat().st_size
         dst = dst if dst is not None else default_output(src)
-    result = pack(obj, values)
-    write_bytes_atomic(dst, result.data)
+        release = release_pages if mapped else None
+    result = pack_file(obj, dst, values, release=release)
+    del obj
     dense = dense_fp32_bytes(result.header)
     notes = list(result.notes)
     if values != "lossless" and result.frozen and not result.lossy:
@@ -92,12 +97,8 @@ def compress(src: str | os.PathLike | Mapping[str, Any] | nn.Module, dst: str | 
                 "codec": s.codec, "count": s.values, "max_abs_error": s.max_abs_error, "rms_error": s.rms_error, **s.detail}
                for i, s in result.lossy.items()]
     return CompressReport(
-        output=str(dst), input_bytes=in_bytes, output_bytes=len(result.data), dense_fp32_bytes=dense,
-        factor=dense / len(result.data), breakdown=breakdown(result.header, header_body_length(result.data)),
+        output=str(dst), input_bytes=in_bytes, output_bytes=result.size, dense_fp32_bytes=dense,
+        factor=dense / result.size, breakdown=breakdown(result.header, result.header_length),
         frozen=result.frozen, notes=notes, values=values, lossy=bool(result.lossy), max_abs_error=result.max_abs_error,
         error_bound=BOUNDS[values] if result.lossy else None, lossy_streams=streams,
     )
-
-
-def header_body_length(data: bytes) -> int:
-    return int.from_bytes(data[12:16], "little") if len(data) >= PREAMBLE_SIZE else 0

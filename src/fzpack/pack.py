@@ -5,11 +5,21 @@ exceptions for frozen entries that no longer equal their regeneration); every ot
 stored with the smallest lossless stream codec. Nothing is dropped: the result restores to a
 bit-identical object - unless a lossy ``values`` mode is asked for, which then codes only the
 trained values of frozen tensors with cast-fp16, cast-bf16 or q8 (formats/fzpack-v1.md §3.2.1).
+
+Streaming: a plain tensor of OWN_STREAM_MIN bytes or more gets a stream of its own, which is
+coded and handed to the output sink as soon as the tensor is reached (and, for a checkpoint
+memory-mapped from disk, its pages are released again), and small plain tensors share a stream
+that is closed the same way once it holds SHARED_STREAM_MAX bytes. The streams still open at the
+end (small ones, the frozen tensors' trained / masks / index streams) follow, in the order they
+were opened; the stream table lists the streams in exactly this payload order. A file without
+large tensors thus keeps the layout of earlier writers, and :func:`pack_file` writes the same
+bytes as :func:`pack` while holding about one tensor at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,20 +29,27 @@ import torch
 from fzpack.checkpoint import FrozenInfo, FrozenTensor, frozen_info
 from fzpack.codecs.lossy import LossyStream, applies, check_mode, check_values, encode_lossy, measure
 from fzpack.codecs.mask import encode_mask
-from fzpack.codecs.values import ZSTD, encode_stream, zstd_dict_compress
+from fzpack.codecs.values import ZSTD, encode_stream, encode_values, zstd_dict_compress
 from fzpack.container.bytes_io import Writer, encode_varints
-from fzpack.container.file import write_container
+from fzpack.container.file import crc32, encode_head
 from fzpack.container.layout import (
-    ALIAS, DTYPE_IDS, FLAG_ADDITIVE, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_MASK_PER_ROW, FLAG_SCALED, FROZEN, GENERATOR_NONE,
+    ALIAS, DTYPE_IDS, FLOAT_DTYPES, PREAMBLE_SIZE, FLAG_ADDITIVE, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_MASK_PER_ROW, FLAG_SCALED, FROZEN, GENERATOR_NONE,
     GENERATOR_PHILOX, PLAIN,
     ROLE_INDEX, ROLE_MASKS, ROLE_VALUES, Header, InitEntry, StreamEntry, TensorEntry,
 )
 from fzpack.container.tree import TreeEncoder
 from fzpack.errors import CheckpointError
 from fzpack.generator import generate, random_mask, random_mask_rows
-from fzpack.tensor_bits import bits_view, to_numpy_bytes
+from fzpack.tensor_bits import bits_view, byte_view, to_numpy_bytes
 
 TREE_JSON, TREE_ZSTD, TREE_ZSTD_DICT = 0, 1, 2
+#: Plain tensors of at least this many bytes get a stream of their own, coded and written as they are reached.
+OWN_STREAM_MIN = 256 << 10
+#: A stream shared by small plain tensors is coded and written once it holds this many bytes.
+SHARED_STREAM_MAX = 16 << 20
+#: Bytes of streams per file that may use the slow coders (zstd-19, ANS planes; each stream <= 4 MiB):
+#: a small checkpoint gets the smallest file, a large one stays fast to write and to read.
+SLOW_BUDGET = 16 << 20
 _CONTEXT_DISTS = ("normal", "uniform", "bank")  # |w0| says something about saliency only for these
 
 
@@ -42,15 +59,17 @@ class _NotCanonical(Exception):
 
 @dataclass
 class PackResult:
-    """The file bytes plus what the CLI and reports show about them."""
+    """The file bytes (``pack``; ``None`` from ``pack_file``) plus what the CLI and reports show about them."""
 
-    data: bytes
+    data: bytes | None
     header: Header
     frozen: bool
     notes: list[str] = field(default_factory=list)
     stream_groups: list[str] = field(default_factory=list)  # per stream: masks | trained | other | index
     values: str = "lossless"
     lossy: dict[int, LossyStream] = field(default_factory=dict)  # stream index -> what its codec did
+    size: int = 0  # bytes of the whole file
+    header_length: int = 0  # bytes of the header body (after the 20-byte preamble)
 
     @property
     def max_abs_error(self) -> float:
@@ -58,10 +77,30 @@ class PackResult:
         return max((s.max_abs_error for s in self.lossy.values()), default=0.0)
 
 
+class _MemorySink:
+    """Payloads of the streams closed early, kept in memory (``pack``)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+
+    def reset(self) -> None:
+        self.parts, self.size = [], 0
+
+
 class _Packer:
-    def __init__(self, info: FrozenInfo | None, values: str = "lossless") -> None:
+    def __init__(self, info: FrozenInfo | None, values: str = "lossless", sink: Any = None,
+                 release: Callable[[torch.Tensor], None] | None = None) -> None:
         self.info = info
         self.values = values
+        self.sink = sink if sink is not None else _MemorySink()
+        self.release = release  # called with a tensor once its bytes are coded (a memory-mapped input drops its pages)
+        self.closed: list[int] = []  # streams coded and written early, in payload order
+        self.slow_left = SLOW_BUDGET
         self.header = Header(generator=GENERATOR_PHILOX if info else GENERATOR_NONE, seed=info.seed if info else 0)
         if info:
             self.header.banks = list(info.banks.items())
@@ -76,6 +115,7 @@ class _Packer:
         self.dtypes: list[torch.dtype] = []
         self.index_writer = Writer()
         self.index_stream = -1
+        self.mask_models: set[int] = set()  # byte 0 of every mask payload: model 4 (GAPS) makes the file 1.2
 
     # -- tensor table ---------------------------------------------------------------------------
     def add(self, t: torch.Tensor, suggested: str) -> tuple[int, str]:
@@ -120,9 +160,32 @@ class _Packer:
 
     def _plain(self, t: torch.Tensor, name: str) -> TensorEntry:
         size = t.element_size()
-        s = self._stream("other", t.dtype, ROLE_VALUES, size)
-        self._put(s, to_numpy_bytes(t))
+        nbytes = t.numel() * size
+        if nbytes >= OWN_STREAM_MIN:  # its own stream, coded and written now: the tensor is not held
+            s = self._stream("other", t.dtype, ROLE_VALUES, size, owner=f"tensor:{name}")
+            self.header.streams[s].raw_length = nbytes
+            self._close(s, byte_view(t))
+            if self.release is not None:
+                self.release(t)
+        else:
+            s = self._stream("other", t.dtype, ROLE_VALUES, size)
+            self._put(s, to_numpy_bytes(t))
+            if self.header.streams[s].raw_length >= SHARED_STREAM_MAX:
+                self._close(s)
         return TensorEntry(name=name, dtype=t.dtype, shape=tuple(t.shape), kind=PLAIN, stream=s)
+
+    def _close(self, s: int, raw: Any = None) -> None:
+        """Code stream ``s`` now (its chunks, or ``raw``) and write its payload: it takes no more tensors."""
+        entry = self.header.streams[s]
+        if raw is None:
+            raw = b"".join(self.chunks[s])
+        self.chunks[s] = []
+        entry.codec, payload = self._encode(s, raw)
+        entry.stored_length, entry.crc32 = len(payload), crc32(payload)
+        self.sink.write(payload)
+        self.closed.append(s)
+        for key in [k for k, v in self.streams.items() if v == s]:
+            del self.streams[key]  # the next small tensor opens a new stream
 
     def _frozen(self, t: torch.Tensor, name: str, ft: FrozenTensor) -> TensorEntry:
         info = self.info
@@ -157,6 +220,7 @@ class _Packer:
             payload = encode_mask(mask.numpy(), context)
             e.mask_stream = self._stream("masks", torch.uint8, ROLE_MASKS, 1)
             e.mask_length = len(payload)
+            self.mask_models.add(payload[0])
             self._put(e.mask_stream, payload)
         # An exception costs its value plus a ~1-2 byte position; past half the tensor, store it all.
         if n_exc and not additive and k + n_exc * (1 + 2 / t.element_size()) >= t.numel():
@@ -177,6 +241,23 @@ class _Packer:
         self._put(e.stream, to_numpy_bytes(values))
         return e
 
+    def _encode(self, i: int, raw: Any) -> tuple[int, bytes]:
+        """The lossless coding of stream ``i``: masks as they are, floating values with PLANES when long enough.
+
+        Streams up to 4 MiB may use the slow coders while the file's SLOW_BUDGET lasts (streams
+        are coded in a fixed order, so ``pack`` and ``pack_file`` choose alike).
+        """
+        s = self.header.streams[i]
+        if s.role == ROLE_MASKS:
+            return 0, bytes(raw)
+        n = s.raw_length
+        slow = n <= self.slow_left and n <= (4 << 20)
+        if slow:
+            self.slow_left -= n
+        if s.role == ROLE_VALUES:
+            return encode_values(raw, s.itemsize, self.dtypes[i] in FLOAT_DTYPES, slow=slow)
+        return encode_stream(bytes(raw), s.itemsize, slow=slow)
+
     def _index(self) -> int:
         if self.index_stream < 0:
             self.index_stream = self._stream("index", torch.uint8, ROLE_INDEX, 1)
@@ -188,7 +269,8 @@ class _Packer:
         return self.header.schemes.index(scheme)
 
     # -- whole file -----------------------------------------------------------------------------
-    def pack(self, obj: Any) -> PackResult:
+    def pack(self, obj: Any) -> tuple[PackResult, bytes, list[bytes]]:
+        """Code ``obj``: returns the result, the preamble + header, and the payloads of the streams not written yet."""
         self.obj = obj
         special: dict[int, Any] = {}
         if self.info:
@@ -206,25 +288,52 @@ class _Packer:
             idx = self.index_writer.getvalue()
             self.chunks[self.index_stream] = [idx]
             self.header.streams[self.index_stream].raw_length = len(idx)
+        closed = set(self.closed)
+        rest = [i for i in range(len(self.header.streams)) if i not in closed]
         stored = []
         lossy: dict[int, LossyStream] = {}
-        for i, (s, parts) in enumerate(zip(self.header.streams, self.chunks)):
-            raw = b"".join(parts)
-            codec, payload = encode_stream(raw, s.itemsize) if s.role != ROLE_MASKS else (0, raw)
+        for i in rest:
+            s = self.header.streams[i]
+            raw = b"".join(self.chunks[i])
+            self.chunks[i] = []
+            codec, payload = self._encode(i, raw)
             if self.groups[i] == "trained" and self.values != "lossless":
                 coded = encode_lossy(self.values, raw, self.dtypes[i])
                 if coded is not None and len(coded[1]) < len(payload):  # lossless wins ties and tiny streams
                     codec, payload = coded
                     lossy[i] = measure(codec, payload, raw, self.dtypes[i])
-            s.codec = codec
+            s.codec, s.stored_length, s.crc32 = codec, len(payload), crc32(payload)
             stored.append(payload)
-        data = write_container(self.header, stored)
-        return PackResult(data=data, header=self.header, frozen=self.info is not None, stream_groups=self.groups,
-                          values=self.values, lossy=lossy)
+        order = self.closed + rest  # payload order: the streams written early, then the rest as opened
+        new = {old: i for i, old in enumerate(order)}
+        self._renumber(new)
+        head = encode_head(self.header, self.mask_models)
+        return PackResult(data=None, header=self.header, frozen=self.info is not None, stream_groups=self.groups,
+                          values=self.values, lossy={new[i]: v for i, v in lossy.items()},
+                          size=len(head) + self.sink.size + sum(map(len, stored)),
+                          header_length=len(head) - PREAMBLE_SIZE), head, stored
+
+    def _renumber(self, new: dict[int, int]) -> None:
+        """Put the stream table in payload order and point every tensor at its stream's new index."""
+        if all(old == i for old, i in new.items()):
+            return
+        order = sorted(new, key=new.get)
+        self.header.streams = [self.header.streams[i] for i in order]
+        self.groups = [self.groups[i] for i in order]
+        self.dtypes = [self.dtypes[i] for i in order]
+        for t in self.header.tensors:
+            if t.kind == ALIAS:
+                continue
+            t.stream = new[t.stream]
+            if t.kind == FROZEN:
+                if not t.flags & FLAG_MASK_FROM_SEED:
+                    t.mask_stream = new[t.mask_stream]
+                if t.n_exceptions:
+                    t.index_stream = new[t.index_stream]
 
 
 def pack(obj: Any, values: str = "lossless") -> PackResult:
-    """Encode a checkpoint object (anything ``torch.load(weights_only=True)`` returns).
+    """Encode a checkpoint object (anything ``torch.load(weights_only=True)`` returns) into bytes (``.data``).
 
     A valid `fzpack` entry turns on frozen coding; an invalid one falls back to generic coding
     with a note saying why, so compression never loses data because of metadata.
@@ -241,6 +350,41 @@ def pack(obj: Any, values: str = "lossless") -> PackResult:
         >>> result = pack(ckpt, values="q8")
         >>> len(result.data), result.max_abs_error
     """
+    sink = _MemorySink()
+    result, head, rest = _pack(obj, values, sink)
+    result.data = b"".join([head, *sink.parts, *rest])
+    return result
+
+
+def pack_file(obj: Any, dst: str | os.PathLike, values: str = "lossless", *,
+              release: Callable[[torch.Tensor], None] | None = None) -> PackResult:
+    """:func:`pack` straight into the file ``dst``, holding about one tensor at a time; same bytes.
+
+    Streams closed early go to a temporary file beside ``dst`` as they are coded; the file is
+    then assembled (preamble + header, that temporary file, the remaining streams) in another
+    temporary file that replaces ``dst`` atomically (:mod:`fzpack.atomic`): a failure never
+    leaves a partial ``dst``.
+
+    Args:
+        release: called with each large plain tensor once it is coded (``compress`` passes one
+            that drops the pages of a memory-mapped checkpoint).
+    """
+    from fzpack.atomic import StreamSpool, write_atomic
+
+    with StreamSpool(dst) as spool:
+        result, head, rest = _pack(obj, values, spool, release)
+
+        def write(f: Any) -> None:
+            f.write(head)
+            spool.copy_to(f)
+            for payload in rest:
+                f.write(payload)
+
+        write_atomic(dst, write)
+    return result
+
+
+def _pack(obj: Any, values: str, sink: Any, release: Callable[[torch.Tensor], None] | None = None) -> tuple[PackResult, bytes, list[bytes]]:
     check_mode(values)
     notes = []
     try:
@@ -256,12 +400,13 @@ def pack(obj: Any, values: str = "lossless") -> PackResult:
     if values != "lossless" and info is None:
         notes.append(f"--values {values} applies to the trained values of frozen tensors; there are none, so the file is lossless")
     try:
-        result = _Packer(info, values).pack(obj)
+        result, head, rest = _Packer(info, values, sink, release).pack(obj)
     except _NotCanonical as e:
         notes.append(f"{e}; compressed generically")
-        result = _Packer(None, values).pack(obj)
+        sink.reset()
+        result, head, rest = _Packer(None, values, sink, release).pack(obj)
     result.notes = notes + result.notes
-    return result
+    return result, head, rest
 
 
 def _per_row_counts(mask: torch.Tensor, k: int) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -10,11 +9,9 @@ from typing import Any
 
 import torch
 
-from fzpack.atomic import write_atomic, write_bytes_atomic
-from fzpack.errors import FormatError, FzpackError
+from fzpack.atomic import write_atomic
+from fzpack.errors import FzpackError
 from fzpack.unpack import DEFAULT_MAX_BYTES, unpack
-
-MASK_PREFIX = "__fzpack_mask__."
 
 
 def read_file(path: str | os.PathLike) -> bytes:
@@ -39,8 +36,11 @@ def restore(path: str | os.PathLike | bytes, *, device: str | torch.device = "cp
         >>> ckpt = fzpack.restore("model.fzp")
         >>> model.load_state_dict(ckpt["state_dict"])
     """
-    data = path if isinstance(path, (bytes, bytearray)) else read_file(path)
-    return unpack(data, device=device, max_bytes=max_bytes).obj
+    if isinstance(path, (bytes, bytearray)):
+        return unpack(path, device=device, max_bytes=max_bytes).obj
+    if not Path(path).is_file():
+        raise FzpackError(f"no such file: {path}")
+    return unpack(Path(path), device=device, max_bytes=max_bytes).obj  # read stream by stream, never whole
 
 
 @dataclass
@@ -60,37 +60,37 @@ def restore_file(src: str | os.PathLike, dst: str | os.PathLike | None = None, *
     safetensors holds a flat name -> tensor map: the state dict's tensors are written as they are,
     each frozen tensor's mask as ``__fzpack_mask__.<name>``, and the rest of the checkpoint (the
     `fzpack` entry without its masks, other primitives) as JSON in ``__metadata__["fzpack"]``.
+
+    Both formats are written one tensor at a time (:mod:`fzpack.stream_restore`): the process
+    holds about one decoded stream and one tensor, never the whole checkpoint, and ``max_bytes``
+    bounds the output plus that working set (formats/fzpack-v1.md section 6, step 5).
     """
+    from fzpack.container.file import open_container, streamed_bytes
+    from fzpack.stream_restore import torch_streaming_available, write_pt, write_safetensors
+
     if format not in ("pt", "safetensors"):
         raise FzpackError(f"unknown output format {format!r}; use pt or safetensors")
-    un = unpack(read_file(src), max_bytes=max_bytes)
+    if not Path(src).is_file():
+        raise FzpackError(f"no such file: {src}")
     dst = Path(dst) if dst is not None else Path(src).with_suffix(".pt" if format == "pt" else ".safetensors")
-    if format == "pt":
+    if format == "pt" and not torch_streaming_available():  # a torch without the serializer internals used below
+        un = unpack(Path(src), max_bytes=max_bytes)
         write_atomic(dst, lambda f: torch.save(un.obj, f))
-    else:
-        write_bytes_atomic(dst, to_safetensors_bytes(un.obj))
-    return RestoreReport(output=str(dst), format=format, output_bytes=dst.stat().st_size, tensors=len(un.tensors))
+        return RestoreReport(output=str(dst), format=format, output_bytes=dst.stat().st_size, tensors=len(un.tensors))
+    # One tensor at a time: checked like any restore, but the budget counts one decoded stream.
+    with open_container(Path(src), max_bytes, streamed_bytes) as c:
+        writer = write_pt if format == "pt" else write_safetensors
+        count: list[int] = []
+        write_atomic(dst, lambda f: count.append(writer(c, f)))
+    return RestoreReport(output=str(dst), format=format, output_bytes=dst.stat().st_size, tensors=count[0])
 
 
 def to_safetensors_bytes(obj: Any) -> bytes:
+    """The safetensors file of a restored checkpoint, in memory (the layout of :func:`restore_file`)."""
     from safetensors.torch import save
 
-    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return save({k: v.contiguous().clone() for k, v in obj.items()})
-    if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
-        raise FormatError("this checkpoint is neither a flat state dict nor the fzpack convention; restore it with --format pt")
-    tensors = {k: v.contiguous().clone() for k, v in obj["state_dict"].items()}
-    rest: dict[str, Any] = {}
-    for key, value in obj.items():
-        if key == "state_dict":
-            continue
-        if key == "fzpack":
-            value = {**value, "tensors": {n: {"init": t["init"], "mask": MASK_PREFIX + n} for n, t in value["tensors"].items()}}
-            for n, t in obj["fzpack"]["tensors"].items():
-                tensors[MASK_PREFIX + n] = t["mask"].contiguous()
-        rest[key] = value
-    try:
-        meta = json.dumps(rest, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise FormatError(f"entries besides the state dict are not JSON-representable ({e}); restore with --format pt") from e
-    return save(tensors, metadata={"fzpack": meta})
+    from fzpack.stream_restore import safetensors_header, safetensors_layout
+
+    tensors, metadata = safetensors_layout(obj)
+    safetensors_header(tensors, metadata)  # a dtype safetensors cannot store is a FormatError
+    return save({k: v.contiguous().clone() for k, v in tensors.items()}, metadata=metadata)  # tied: two copies

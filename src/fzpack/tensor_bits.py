@@ -20,6 +20,17 @@ def bits_view(t: torch.Tensor) -> torch.Tensor:
     return t.view(_INT_OF_SIZE[t.element_size()])
 
 
+def byte_view(t: torch.Tensor) -> np.ndarray:
+    """The tensor's little-endian element bytes as a uint8 array, C order: a view when ``t`` is a
+    contiguous CPU tensor on a little-endian machine (no copy), else a copy."""
+    t = t.detach()
+    if t.device.type != "cpu" or not t.is_contiguous() or sys.byteorder != "little":
+        return np.frombuffer(to_numpy_bytes(t), np.uint8)
+    if t.numel() == 0:
+        return np.zeros(0, np.uint8)
+    return bits_view(t).reshape(-1).numpy().view(np.uint8)
+
+
 def to_numpy_bytes(t: torch.Tensor) -> bytes:
     """Little-endian element bytes of a tensor, in C order."""
     t = t.detach().to("cpu").contiguous()
@@ -31,14 +42,20 @@ def to_numpy_bytes(t: torch.Tensor) -> bytes:
     return arr.tobytes()
 
 
-def from_bytes(data: bytes | memoryview, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
-    """Inverse of :func:`to_numpy_bytes`: a new CPU tensor owning its memory."""
+def from_bytes(data: bytes | memoryview, dtype: torch.dtype, shape: tuple[int, ...], copy: bool = True) -> torch.Tensor:
+    """Inverse of :func:`to_numpy_bytes`: a new CPU tensor owning its memory.
+
+    ``copy=False`` lets the tensor adopt ``data`` itself when that is possible (a writable,
+    aligned buffer on a little-endian machine): the caller hands the buffer over.
+    """
     size = torch.empty((), dtype=dtype).element_size()
-    if not data:
+    if not len(data):
         return torch.empty(shape, dtype=dtype)
     # complex numbers travel as (real, imaginary) pairs: read them as integers of the component size
     np_int = _NP_INT_OF_SIZE[size // 2 if dtype.is_complex else size]
-    arr = np.frombuffer(data, dtype=np.dtype(np_int).newbyteorder("<")).astype(np_int, copy=True)
+    arr = np.frombuffer(data, dtype=np.dtype(np_int).newbyteorder("<"))
+    if copy or sys.byteorder != "little" or not arr.flags.writeable or not arr.flags.aligned:
+        arr = arr.astype(np_int, copy=True)
     raw = torch.from_numpy(arr)
     if dtype == torch.bool:
         return raw.view(torch.bool).reshape(shape)

@@ -25,11 +25,12 @@ import torch
 import zstandard
 
 from fzpack.checkpoint import FrozenTensor
-from fzpack.codecs.mask import decode_mask
+from fzpack.codecs.mask import decode_mask_positions
+from fzpack.codecs.mask_device import decode_mask_device
 from fzpack.codecs.lossy import payload_dtype
 from fzpack.codecs.values import LOSSY_CODECS, decode_stream, zstd_decompress_exact
 from fzpack.container.bytes_io import decode_varints
-from fzpack.container.file import DEFAULT_MAX_BYTES, read_container
+from fzpack.container.file import DEFAULT_MAX_BYTES, Container, open_container
 from fzpack.container.layout import (
     ALIAS, FLAG_ADDITIVE, FLAG_DENSE, FLAG_MASK_FROM_SEED, FLAG_MASK_PER_ROW, FLAG_SCALED, FROZEN, MAX_HEADER_BYTES, ROLE_INDEX, ROLE_MASKS, ROLE_NAMES, ROLE_VALUES, Header,
     TensorEntry, itemsize,
@@ -85,20 +86,33 @@ class Unpacked:
     deltas: dict[int, torch.Tensor] = field(default_factory=dict)  # ADDITIVE tensors: their stored offsets
 
 
-def unpack(data: bytes | memoryview, *, device: str | torch.device = "cpu", max_bytes: int = DEFAULT_MAX_BYTES,
-           progress: Callable[[int], None] | None = None) -> Unpacked:
+def unpack(data: bytes | memoryview | os.PathLike | str | Container, *, device: str | torch.device = "cpu",
+           max_bytes: int = DEFAULT_MAX_BYTES, progress: Callable[[int], None] | None = None) -> Unpacked:
     """Decode a whole `.fzp` file.
 
+    The file is checked completely first (section 6 up to every stream's checksum); then the
+    streams are decoded one at a time as the tensors that use them come up in table order, and
+    each is dropped once its last tensor has taken its bytes, so a restore holds the tensors
+    built so far plus one decoded stream (a tensor with a stream of its own takes the decoded
+    buffer itself, no copy).
+
     Args:
-        data: the file's bytes.
+        data: the file's bytes, its path, or an open :class:`Container`.
         device: where tensors are built; frozen weights are regenerated there, bit-identically.
         max_bytes: refuse files whose tensors would take more memory than this (a tiny file can
             describe huge frozen tensors).
         progress: called with 1 after each tensor.
     """
-    header, payloads = read_container(data, max_bytes)
-    _check_lossy(header, payloads)
-    raw = [_decode(i, s, payloads[i]) if s.role != ROLE_MASKS else bytes(payloads[i]) for i, s in enumerate(header.streams)]
+    if isinstance(data, Container):
+        return _unpack(data, device, progress)
+    with open_container(data, max_bytes) as c:
+        return _unpack(c, device, progress)
+
+
+def _unpack(c: Container, device: str | torch.device, progress: Callable[[int], None] | None) -> Unpacked:
+    header = c.header
+    _check_lossy(header, c)
+    raw = _Streams(c)
     cursors = [0] * len(raw)
     banks = dict(header.banks)
     # Phase 1 (sequential, cheap): slice every tensor's bytes in table order. An error stops the
@@ -152,6 +166,7 @@ def unpack(data: bytes | memoryview, *, device: str | torch.device = "cpu", max_
     for i, s in enumerate(header.streams):
         if s.role == ROLE_INDEX and cursors[i] != len(raw[i]):
             raise FormatError(f"index stream {i} has {len(raw[i]) - cursors[i]} unused bytes")
+    raw.check_rest()
     obj = _tree(header, tensors, masks, deltas)
     return Unpacked(header=header, tensors=tensors, masks=masks, obj=obj, deltas=deltas)
 
@@ -169,14 +184,65 @@ def _pool_for(jobs: list[Any], device: Any) -> ThreadPoolExecutor | None:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fzpack-restore")
 
 
-def _decode(i: int, s: Any, payload: memoryview) -> bytes:
+def _decode(i: int, s: Any, payload: bytes | memoryview) -> bytes | memoryview:
     try:
-        return decode_stream(s.codec, bytes(payload), s.raw_length, s.itemsize)
+        return decode_stream(s.codec, payload if isinstance(payload, bytes) else bytes(payload), s.raw_length, s.itemsize)
     except CodecError as e:
         raise FormatError(f"stream {i}: {e}") from e
 
 
-def _check_lossy(h: Header, payloads: list[memoryview]) -> None:
+class _Streams:
+    """The decoded streams of a container, decoded on first use and dropped when used up.
+
+    ``raw[i]`` decodes stream ``i`` (its checksum was checked when the container was opened and
+    is checked again as its bytes are read); ``done_with`` drops a values or masks stream once
+    the cursor has consumed all of it, so at most the streams in use are held. ``check_rest``
+    decodes the streams no tensor used (length 0), so a malformed payload is still an error.
+    """
+
+    def __init__(self, c: Container, auto_drop: bool = True) -> None:
+        self._c = c
+        self._auto = auto_drop  # False: the caller drops streams (it takes tensors in another order)
+        self._cache: dict[int, bytes | memoryview] = {}
+        self._decoded: set[int] = set()
+        self._dropped: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._c.header.streams)
+
+    def __getitem__(self, i: int) -> bytes | memoryview:
+        data = self._cache.get(i)
+        if data is None:
+            if i in self._dropped:
+                return b""  # used up: what is left of it is empty (a zero-element tensor after the last one)
+            s = self._c.header.streams[i]
+            payload = self._c.payload(i)
+            data = _decode(i, s, payload) if s.role != ROLE_MASKS else bytes(payload)
+            self._cache[i] = data
+            self._decoded.add(i)
+        return data
+
+    def owned(self, i: int) -> bool:
+        """Is stream ``i``'s decoded buffer writable (so a tensor may adopt it without a copy)?"""
+        data = self._cache.get(i)
+        return isinstance(data, memoryview) and not data.readonly
+
+    def done_with(self, i: int, cursors: list[int]) -> None:
+        if self._auto and cursors[i] == self._c.header.streams[i].raw_length and self._c.header.streams[i].role != ROLE_INDEX:
+            self.drop(i)
+
+    def drop(self, i: int) -> None:
+        self._cache.pop(i, None)
+        self._dropped.add(i)
+
+    def check_rest(self) -> None:
+        for i in range(len(self)):
+            if i not in self._decoded:
+                self[i]
+                self._cache.pop(i, None)
+
+
+def _check_lossy(h: Header, c: Container) -> None:
     """A lossy codec may code only a values stream, and only for tensors of the dtype its payload names."""
     for i, s in enumerate(h.streams):
         if s.codec not in LOSSY_CODECS or s.role == ROLE_MASKS:
@@ -184,7 +250,7 @@ def _check_lossy(h: Header, payloads: list[memoryview]) -> None:
         if s.role != ROLE_VALUES:
             raise FormatError(f"stream {i}: lossy codec {s.codec} on a {ROLE_NAMES[s.role]} stream")
         try:
-            dtype = payload_dtype(s.codec, bytes(payloads[i][:1]), s.itemsize)
+            dtype = payload_dtype(s.codec, c.prefix(i, 1), s.itemsize)
         except CodecError as e:
             raise FormatError(f"stream {i}: {e}") from e
         for t in h.tensors:
@@ -192,17 +258,27 @@ def _check_lossy(h: Header, payloads: list[memoryview]) -> None:
                 raise FormatError(f"stream {i} decodes to {dtype} but tensor {t.name!r} is {t.dtype}")
 
 
-def _take(raw: list[bytes], cursors: list[int], s: int, n: int) -> bytes:
+def _take(raw: Any, cursors: list[int], s: int, n: int) -> bytes | memoryview:
     start = cursors[s]
     cursors[s] += n
-    return raw[s][start : start + n]  # lengths were validated against the header already
+    out = raw[s][start : start + n]  # lengths were validated against the header already
+    if isinstance(raw, _Streams):
+        raw.done_with(s, cursors)  # the last tensor of the stream: drop the decoded stream
+    return out
 
 
-def _take_values(t: TensorEntry, raw: list[bytes], cursors: list[int], count: int, shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    data = _take(raw, cursors, t.stream, count * itemsize(t.dtype))
-    if t.dtype == torch.bool and data and max(data) > 1:
+def _take_values(t: TensorEntry, raw: Any, cursors: list[int], count: int, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    nbytes = count * itemsize(t.dtype)
+    # A tensor that is its whole stream adopts a writable decoded buffer instead of copying it.
+    whole = cursors[t.stream] == 0 and nbytes == len(raw[t.stream]) and isinstance(raw, _Streams) and raw.owned(t.stream)
+    data = _take(raw, cursors, t.stream, nbytes)
+    if t.dtype == torch.bool and data and _max_byte(data) > 1:
         raise FormatError(f"tensor {t.name!r}: bool values other than 0 and 1")
-    return from_bytes(data, t.dtype, shape if shape is not None else t.shape)
+    return from_bytes(data, t.dtype, shape if shape is not None else t.shape, copy=not whole)
+
+
+def _max_byte(data: bytes | memoryview) -> int:
+    return int(np.frombuffer(data, np.uint8).max())
 
 
 def _spec(h: Header, t: TensorEntry) -> InitSpec:
@@ -252,56 +328,71 @@ def _values(t: TensorEntry, data: bytes, shape: tuple[int, ...]) -> torch.Tensor
 def _frozen(h: Header, job: _FrozenJob, banks: dict[str, int], device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     t, spec = job.t, job.spec
     regen32 = generate(spec, h.seed, t.name, t.shape, dtype=torch.float32, device=device, banks=banks)
+    dev = regen32.device
+    on_cpu = dev.type == "cpu" and not _DEVICE_PATH_ON_CPU
+    positions: Any = None  # flat positions of the trained entries: numpy on the CPU, a tensor on `dev` elsewhere
     if job.mask_payload is None:
         draw = random_mask_rows if t.flags & FLAG_MASK_PER_ROW else random_mask
-        mask = draw(h.seed, t.name, t.shape, t.k, device=device)
-        mask_np = mask.numpy() if mask.device.type == "cpu" else None
+        mask = draw(h.seed, t.name, t.shape, t.k, device=dev)  # off the CPU: keys and selection on the device
+        mask_np = mask.numpy() if on_cpu else None
+        if not on_cpu:
+            positions = torch.nonzero(mask.reshape(-1)).reshape(-1)
     else:
-        # The codec bins |context|, so the signed values serve as well as |R32| (no copy on CPU).
-        context = regen32.detach().cpu().numpy() if spec.dist in ("normal", "uniform", "bank") else None
+        informative = spec.dist in ("normal", "uniform", "bank")
         try:
-            mask_np = decode_mask(job.mask_payload, t.shape, t.k, context)
+            if on_cpu:  # the codec bins |context|, so the signed values serve as well as |R32| (no copy)
+                mask_np, positions = decode_mask_positions(job.mask_payload, t.shape, t.k, regen32.numpy() if informative else None)
+            else:  # the context stays on the device; only class counts, ranks and positions cross the bus
+                mask_np, positions = decode_mask_device(job.mask_payload, t.shape, t.k, regen32 if informative else None)
+                positions = positions.to(dev)
         except CodecError as e:
             raise FormatError(f"tensor {t.name!r}: mask: {e}") from e
-        mask = torch.from_numpy(np.ascontiguousarray(mask_np, dtype=np.bool_)).reshape(t.shape).to(device)
+        # on the host, where the restored checkpoint keeps its masks (see _tree)
+        mask = torch.from_numpy(np.ascontiguousarray(mask_np, dtype=np.bool_)).reshape(t.shape)
     if t.flags & FLAG_DENSE:
-        return _values(t, job.values, t.shape).to(device), mask, None
+        return _values(t, job.values, t.shape).to(dev), mask, None
+    if on_cpu and positions is None:
+        positions = np.flatnonzero(mask_np)
     scale = t.init.scale if t.flags & FLAG_SCALED else None
     out = (regen32 if scale is None else regen32 * scale).to(t.dtype)
-    values = _values(t, job.values, (t.k + t.n_exceptions,)).to(device)
+    values = _values(t, job.values, (t.k + t.n_exceptions,)).to(dev)
+    index = torch.from_numpy(positions) if on_cpu else positions
     delta = None
     if t.flags & FLAG_ADDITIVE:  # trained entries are R + offset, in the tensor's dtype (section 4.2)
         delta = values[: t.k].clone()
-        sel = mask.reshape(-1)
-        values = torch.cat([out.view(-1)[sel] + values[: t.k], values[t.k :]])
+        values = torch.cat([out.view(-1)[index] + values[: t.k], values[t.k :]])
     flat = out.view(-1)
     # On the CPU, write through numpy at the mask's positions (in order, as indexing with the bool
     # mask does): torch's indexing kernels pay a thread start-up that dwarfs these small writes.
-    cpu = mask_np is not None and flat.device.type == "cpu" and out.dtype in _NUMPY_FLOATS
+    cpu = on_cpu and out.dtype in _NUMPY_FLOATS
     if cpu:
-        flat.numpy()[np.flatnonzero(mask_np)] = values[: t.k].numpy()
+        flat.numpy()[positions] = values[: t.k].numpy()
     else:
-        flat[mask.reshape(-1)] = values[: t.k]
+        flat[index] = values[: t.k]
     if t.n_exceptions:
         if job.error is not None:
             raise job.error
-        pos = _exception_positions(t, job.deltas, mask_np if mask_np is not None else mask.reshape(-1).cpu().numpy())
+        pos = _exception_positions(t, job.deltas, mask_np if mask_np is not None else mask)
         if cpu:
             flat.numpy()[pos] = values[t.k :].numpy()
         else:
-            flat[torch.from_numpy(pos).to(device)] = values[t.k :]
+            flat[torch.from_numpy(pos).to(dev)] = values[t.k :]
     return out, mask, delta
 
 
 _NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+#: Tests set this to run the GPU code path (device-side mask decoding, tensor positions) on CPU tensors.
+_DEVICE_PATH_ON_CPU = False
 
 
-def _exception_positions(t: TensorEntry, deltas: np.ndarray, mask_np: np.ndarray) -> np.ndarray:
+def _exception_positions(t: TensorEntry, deltas: np.ndarray, mask: np.ndarray | torch.Tensor) -> np.ndarray:
     n = t.numel
     pos = np.cumsum(deltas + 1) - 1
     if pos[-1] >= n:
         raise FormatError(f"tensor {t.name!r}: exception position {int(pos[-1])} outside its {n} elements")
-    if mask_np.reshape(-1)[pos].any():
+    on_mask = (mask.reshape(-1)[torch.from_numpy(pos).to(mask.device)].any().item() if isinstance(mask, torch.Tensor)
+               else mask.reshape(-1)[pos].any())  # a device mask is checked where it is
+    if on_mask:
         raise FormatError(f"tensor {t.name!r}: an exception position is a trained entry")
     return pos
 

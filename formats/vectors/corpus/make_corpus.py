@@ -12,7 +12,8 @@ checkpoints are built here, not loaded: ``torch.load`` would merge the alias vie
 target), so the tests also check that the writer still makes them byte for byte; ``"hand"`` files hold a
 form the writer never picks (a CONST mask payload: the writer stores such masks from the seed)
 and are built field by field with ``write_container``.
-Once committed the files are never rewritten: a reader change that breaks one fails CI.
+Once committed the files are never rewritten: a reader change that breaks one fails CI. The script
+writes only the files its manifest does not list yet (a new feature's file is added, the old ones stay).
 """
 
 from __future__ import annotations
@@ -100,6 +101,20 @@ def writer_files() -> dict[str, tuple[object, str]]:
         w[mask] = ((torch.sin(i * 1.7) ** 5) * 0.8 + torch.cos(i * 0.011) / 50).to(torch.float32)
         sd[name], tensors[name] = w.to(dt), t
     out["lossy_q8_ans_dtypes"] = ({"state_dict": sd, "fzpack": _entry(seed, "freezenet", tensors)}, "q8")
+    # Mask model 4 (GAPS): a 65,536-entry weight with 5 trained entries. From 2**16 entries on the
+    # encoder charges a payload for its decoding work, and FACTOR / IID would visit every entry.
+    seed = 26
+    mask = _other_mask((256, 256), 5)
+    w, t = _frozen("big.weight", InitSpec("normal", 0.0, 0.05), (256, 256), seed, mask, "normal")
+    out["mask_gaps"] = ({"state_dict": {"big.weight": w}, "fzpack": _entry(seed, "freezenet", {"big.weight": t})}, "lossless")
+    # 1.2: stream codec 3 (planes) on float32 / float16 / bfloat16 / float64 values streams of 16 KiB,
+    # with all three plane coders: raw (random mantissa bytes), zstd, ANS (exponent planes).
+    seed = 31
+    sd = {"fc.weight": generate(InitSpec("normal", 0.0, 0.05), seed, "fc.weight", (64, 64)),
+          "h.weight": generate(InitSpec("normal", 0.0, 0.05), seed, "h.weight", (64, 128)).half(),
+          "b.weight": generate(InitSpec("uniform", -0.1, 0.1), seed, "b.weight", (64, 128)).bfloat16(),
+          "d.steps": torch.arange(2048, dtype=torch.float64) / 8 - 100}
+    out["planes_dtypes"] = (sd, "lossless")
     return out
 
 
@@ -154,11 +169,17 @@ def _sha(data: bytes) -> str:
 
 
 def main() -> None:
+    """Write the files that the manifest does not list yet; a listed file is never rewritten."""
     from fzpack import fl
     from fzpack.equality import tree_differences
 
+    path = HERE / "manifest.json"
+    old: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
     manifest: dict[str, dict] = {}
     for name, (obj, mode) in writer_files().items():
+        if name in old:
+            manifest[name] = old[name]
+            continue
         data = pack(obj, mode).data
         (HERE / f"{name}.fzp").write_bytes(data)
         restored = restore(data)
@@ -167,10 +188,18 @@ def main() -> None:
         save_checkpoint(restored, HERE / f"{name}.pt")
         manifest[name] = {"kind": "fzp", "made": "writer", "values": mode, "bytes": len(data), "sha256": _sha(data)}
     for name, (data, obj) in hand_files().items():
+        if name in old:
+            manifest[name] = old[name]
+            continue
         (HERE / f"{name}.fzp").write_bytes(data)
         assert tree_differences(obj, restore(data)) == [], name
         save_checkpoint(obj, HERE / f"{name}.pt")
         manifest[name] = {"kind": "fzp", "made": "hand", "bytes": len(data), "sha256": _sha(data)}
+    if all(name in old for name in ("fl_base", *fl_files()[2])):
+        manifest.update({k: v for k, v in old.items() if k not in manifest})
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
+        print(json.dumps({k: v["bytes"] for k, v in manifest.items()}, indent=2))
+        return
     base_ckpt, values, payloads = fl_files()
     base_data = pack(base_ckpt).data
     (HERE / "fl_base.fzp").write_bytes(base_data)

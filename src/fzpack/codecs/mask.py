@@ -7,9 +7,13 @@ The payload's first byte names the model that coded it:
 * 2 ``FACTOR`` - additive log-odds model with a level per row / column / spatial position and
   per |W0| magnitude bin, levels transmitted as side information (see ``mask_models``).
 * 3 ``RAW``    - the bits themselves, 8 per byte (wins only on tiny masks; caps the worst case).
+* 4 ``GAPS``   - the positions of the set entries as geometric gaps (``mask_gaps``): the i.i.d.
+  model's size, decoded in O(count log(n / count)) instead of O(n).
 
-The encoder tries the models and keeps the shortest payload, so a mask never costs much more
-than its i.i.d. bound; structured SNIP/FreezeNet masks cost far less.
+The encoder tries the models and keeps the cheapest payload: its size plus a small charge for
+the decoder's work (`DECODE_READS_PER_BYTE`), so a mask never costs much more than its i.i.d.
+bound, structured SNIP/FreezeNet masks cost far less, and a large sparse tensor is not coded with
+a model that makes the decoder visit all of its entries to save a few bytes.
 """
 
 from __future__ import annotations
@@ -19,14 +23,25 @@ import operator
 
 import numpy as np
 
+from fzpack.codecs.ans_reader import FastBitReader
 from fzpack.codecs.mask_ans import BitReader, BitWriter, ratio_prob
 from fzpack.codecs.mask_fit import factor_candidates
 from fzpack.codecs.mask_decode import decode_factor_model
-from fzpack.codecs.mask_models import chain_work_limit, encode_factor_model
+from fzpack.codecs.mask_gaps import decode_gaps, encode_gaps, gaps_reads
+from fzpack.codecs.mask_models import chain_work_limit, class_keys, encode_factor_model, view_dims
 from fzpack.errors import CodecError
+from fzpack.generator.compiled import mask_kernels_for
 
-MODEL_CONST, MODEL_IID, MODEL_FACTOR, MODEL_RAW = 0, 1, 2, 3
+MODEL_CONST, MODEL_IID, MODEL_FACTOR, MODEL_RAW, MODEL_GAPS = 0, 1, 2, 3, 4
 MAX_ENTRIES = 1 << 34
+#: Encoder policy (informative, spec section 8): from this many entries on, the encoder also tries
+#: GAPS and charges each payload for its decoding work; below it, it keeps the smallest payload of
+#: models 0-3 (so small masks, where every model decodes in microseconds, code as before).
+COST_MIN_ENTRIES = 1 << 16
+#: One payload byte is worth this many decoder bit reads / entry visits (about 10 us of compiled
+#: decoding). FACTOR visits every entry and reads one bit per live entry, IID reads n bits, GAPS
+#: about log2(n / count) + 2 bits per set entry.
+DECODE_READS_PER_BYTE = 4096
 
 
 def _as_mask(mask: np.ndarray) -> np.ndarray:
@@ -69,10 +84,16 @@ def encode_mask(mask: np.ndarray, context: np.ndarray | None = None) -> bytes:
     if k == 0 or k == n:
         return bytes([MODEL_CONST])
     raw = bytes([MODEL_RAW]) + np.packbits(flat, bitorder="little").tobytes()
-    payloads = [_encode_iid(flat, k), raw]
+    charge = n >= COST_MIN_ENTRIES
+    # (payload, decoder work in bit reads / entry visits)
+    options = [(_encode_iid(flat, k), n), (raw, n // 64)]
+    if charge:
+        options.append((bytes([MODEL_GAPS]) + encode_gaps(flat, k), gaps_reads(n, k)))
     for model, bins in factor_candidates(flat, m.shape, ctx):
-        payloads.append(bytes([MODEL_FACTOR]) + encode_factor_model(model, flat, m.shape, bins))
-    return min(payloads, key=lambda p: (len(p), p[0]))  # ties: lowest model id
+        live = int(np.count_nonzero(class_keys(model, view_dims(m.shape), bins) >= 0)) if charge else 0
+        options.append((bytes([MODEL_FACTOR]) + encode_factor_model(model, flat, m.shape, bins), n + live))
+    # ties: lowest model id
+    return min(options, key=lambda o: (len(o[0]) + (o[1] / DECODE_READS_PER_BYTE if charge else 0), o[0][0]))[0]
 
 
 def _check_shape(shape) -> tuple[tuple[int, ...], int]:
@@ -92,6 +113,16 @@ def decode_mask(
     payload: bytes, shape: tuple[int, ...], count: int, context: np.ndarray | None = None
 ) -> np.ndarray:
     """Decode a payload into a bool array of ``shape`` with exactly ``count`` True entries."""
+    return decode_mask_positions(payload, shape, count, context)[0]
+
+
+def check_call(payload: bytes, shape: tuple[int, ...], count: int) -> tuple[bytes, tuple[int, ...], int, int]:
+    """The argument checks every decoder makes first (spec section 7): (bytes, dims, n, count) or CodecError.
+
+    Example:
+        >>> check_call(bytes(1), (2, 3), 0)[1:]
+        ((2, 3), 6, 0)
+    """
     dims, n = _check_shape(shape)
     if not isinstance(count, (int, np.integer)) or not 0 <= int(count) <= n:
         raise CodecError(f"mask count {count!r} out of range for {n} entries")
@@ -103,34 +134,76 @@ def decode_mask(
     # symbols, and a header of at most a few kilobytes.
     if not data or len(data) > 2 * (n + chain_work_limit(n)) + 8192:
         raise CodecError(f"mask payload length {len(data)} impossible for shape {dims}")
+    return data, dims, n, count
+
+
+def decode_mask_positions(
+    payload: bytes, shape: tuple[int, ...], count: int, context: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a payload; also return the flat positions of its True entries (what a restore writes to).
+
+    The GAPS and compiled FACTOR decoders find the positions as they decode, which spares a pass
+    over the whole mask.
+
+    Args:
+        payload: the mask payload.
+        shape: the tensor shape.
+        count: the number of True entries the container declares.
+        context: the float32 |W0| context (same shape), or None.
+
+    Returns:
+        (bool array of ``shape``, int64 array of the ``count`` flat positions in increasing order).
+
+    Example:
+        >>> mask, pos = decode_mask_positions(bytes.fromhex("03320802"), (20,), 5)
+        >>> pos.tolist()
+        [1, 4, 5, 11, 17]
+    """
+    data, dims, n, count = check_call(payload, shape, count)
     try:
         out = _decode(data, dims, n, count, _check_context(context, dims))
     except CodecError:
         raise
     except Exception as exc:  # safety net: hostile input must never escape as another type
         raise CodecError(f"mask payload undecodable ({type(exc).__name__}: {exc})") from None
-    if int(np.count_nonzero(out)) != count:
-        raise CodecError(f"decoded mask has {np.count_nonzero(out)} entries set, expected {count}")
-    return out.reshape(dims)
+    if isinstance(out, tuple):  # the decoder placed exactly `count` entries and knows where
+        out, pos = out
+    else:
+        pos = np.flatnonzero(out)
+        if pos.size != count:
+            raise CodecError(f"decoded mask has {pos.size} entries set, expected {count}")
+    return out.reshape(dims), pos
 
 
-def _decode(data: bytes, dims, n: int, count: int, context) -> np.ndarray:
+def _decode(data: bytes, dims, n: int, count: int, context) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     model = data[0]
     if model == MODEL_CONST:
         if len(data) != 1 or count not in (0, n):
             raise CodecError("constant mask payload inconsistent with its count")
         return np.full(n, count == n and n > 0, dtype=bool)
+    kernels = mask_kernels_for(n)
     if model == MODEL_IID:
         if count in (0, n):
             raise CodecError("i.i.d. mask payload used for a constant mask")
-        r = BitReader(data[1:])
+        r = BitReader(data[1:]) if kernels is None else FastBitReader(data[1:], kernels)
         out = r.read(n, ratio_prob(count, n))
         r.finish()
         return out
     if model == MODEL_FACTOR:
         if count in (0, n):
             raise CodecError("structured mask payload used for a constant mask")
+        if kernels is not None:
+            from fzpack.codecs.mask_factor_fast import decode_factor_fast
+
+            return decode_factor_fast(data, 1, dims, context, count, kernels)
         return decode_factor_model(data, 1, dims, context)
+    if model == MODEL_GAPS:
+        if count in (0, n):
+            raise CodecError("gap mask payload used for a constant mask")
+        # at most 16 bits per coded bit, and at most count * (r + 2) + n / 2**r + count bits
+        if len(data) - 1 > 2 * (n + 42 * count) + 8:
+            raise CodecError("gap mask payload longer than any valid encoding")
+        return decode_gaps(data[1:], n, count, kernels)
     if model == MODEL_RAW:
         if count in (0, n):
             raise CodecError("raw mask payload used for a constant mask")

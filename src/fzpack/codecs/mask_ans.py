@@ -54,6 +54,13 @@ def ratio_prob(num: int, den: int) -> int:
 
 
 _MODELS: dict[int, object] = {}
+_FAMILY: list[object] = []  # the Bernoulli family (probability given per bit), made on first use
+
+
+def _family() -> object:
+    if not _FAMILY:
+        _FAMILY.append(constriction.stream.model.Bernoulli(perfect=False))
+    return _FAMILY[0]
 
 
 def _model(m: int) -> object:
@@ -68,7 +75,7 @@ class BitWriter:
     """Collects segments of bits in decoding order and produces the ANS byte string."""
 
     def __init__(self) -> None:
-        self._segments: list[tuple[np.ndarray, int]] = []
+        self._segments: list[tuple[np.ndarray, int | np.ndarray]] = []
 
     def add(self, bits: np.ndarray, m: int) -> None:
         if bits.size:
@@ -76,11 +83,22 @@ class BitWriter:
                 raise ValueError(f"probability {m} out of range")
             self._segments.append((np.ascontiguousarray(bits, dtype=np.int32), int(m)))
 
+    def add_varying(self, bits: np.ndarray, ms: np.ndarray) -> None:
+        """Bits with one probability m / 2**16 each (same coding as one `add` per bit, one call)."""
+        if bits.size:
+            ms = np.asarray(ms, dtype=np.int64)
+            if ms.shape != bits.shape or ms.min() < PROB_MIN or ms.max() > PROB_MAX:
+                raise ValueError("probabilities out of range or not one per bit")
+            self._segments.append((np.ascontiguousarray(bits, dtype=np.int32), ms))
+
     def to_bytes(self) -> bytes:
         coder = constriction.stream.stack.AnsCoder()
         # ANS is a stack: push the last segment first so that the decoder pops the first one.
         for bits, m in reversed(self._segments):
-            coder.encode_reverse(bits, _model(m))
+            if isinstance(m, int):
+                coder.encode_reverse(bits, _model(m))
+            else:  # m / 2**16 is exact in float64, so constriction quantises it as `_model(m)` would
+                coder.encode_reverse(bits, _family(), m / PROB_ONE)
         words = np.asarray(coder.get_compressed(), dtype=np.uint32)
         data = words.astype("<u4").tobytes()
         # The top word is never zero, so at most 3 trailing zero bytes can be dropped; the

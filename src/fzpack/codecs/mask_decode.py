@@ -17,6 +17,9 @@ in code; the tests decode random models both ways.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from fzpack.codecs.mask_ans import TABLE, TABLE_SIZE, BitReader
@@ -302,21 +305,34 @@ def _pick_sorted(r: BitReader, codes: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def decode_factor_model(data: bytes, pos: int, shape, context) -> np.ndarray:
+def read_factor_levels(data: bytes, pos: int, shape, has_context: bool, reader: Callable[[bytes], Any] = BitReader
+                       ) -> tuple[FactorModel, tuple[int, ...], int, Any]:
+    """A FACTOR payload up to its entry bits, as every model-2 decoder reads it (mask-codec-v1 section 6).
+
+    Reads the header (from byte ``pos``, after the model byte), checks the declared work and the
+    payload length against their bounds, opens the bit stream with ``reader`` and reads every
+    factor's levels, checked against its histogram. Returns (model with levels, view dims, n, the
+    reader positioned at the entry bits).
+    """
     dims = view_dims(shape)
     n = int(np.prod(dims, dtype=np.int64))
-    model, hists, pos = read_header(data, pos, shape, context is not None)
+    model, hists, pos = read_header(data, pos, shape, has_context)
     work = chain_work(model, dims)
     if work > chain_work_limit(n):
         raise CodecError("mask payload declares more level symbols than the format allows")
     # Every coded bit costs at most 16 bits (probabilities are clamped to [2**-16, 1 - 2**-16]).
     if len(data) - pos > 2 * (n + work) + 8:
         raise CodecError("mask payload longer than any valid encoding")
-    r = BitReader(data[pos:])
+    r = reader(data[pos:])
     for f, h in zip(model.factors, hists):
         f.levels = read_levels(r, _ngroups(f.kind, dims), f.nlev, h)
         if f.counts and not np.array_equal(np.bincount(f.levels, minlength=f.nlev), h):
             raise CodecError("mask payload: decoded levels do not match their histogram")
+    return model, dims, n, r
+
+
+def decode_factor_model(data: bytes, pos: int, shape, context) -> np.ndarray:
+    model, dims, _, r = read_factor_levels(data, pos, shape, context is not None)
     out = decode_mask_bits(r, model, dims, context)
     r.finish()
     return out

@@ -3,8 +3,10 @@
 A stream's raw bytes are coded with whichever of RAW, ZSTD or BYTEGROUP_ZSTD is smallest, and
 the choice is recorded in the stream table. Byte-grouping puts byte 0 of every element first,
 then byte 1, ...: the exponent bytes of floats line up and zstd finds them (FIELD.md §5).
-The opt-in lossy codecs (ids 16-18) live in :mod:`fzpack.codecs.lossy`; :func:`decode_stream`
-dispatches to them.
+Floating-point values streams of 16 KiB and more get PLANES (codec 3, format 1.2,
+:mod:`fzpack.codecs.planes`) instead: rotated byte planes coded near their entropy, smaller than
+ZipNN. The opt-in lossy codecs (ids 16-18) live in :mod:`fzpack.codecs.lossy`;
+:func:`decode_stream` dispatches to them.
 """
 
 from __future__ import annotations
@@ -15,22 +17,25 @@ import zstandard
 from fzpack.errors import CodecError
 
 RAW, ZSTD, BYTEGROUP_ZSTD = 0, 1, 2
+PLANES = 3  # format 1.2: rotated byte planes, each raw / zstd / ANS (codecs/planes.py)
 CAST_FP16, CAST_BF16, Q8 = 16, 17, 18  # lossy: decoded bytes are the dtype's, the payload is not
 LOSSY_CODECS = frozenset({CAST_FP16, CAST_BF16, Q8})
-CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", BYTEGROUP_ZSTD: "bytegroup-zstd", CAST_FP16: "cast-fp16", CAST_BF16: "cast-bf16",
-               Q8: "q8"}
+CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", BYTEGROUP_ZSTD: "bytegroup-zstd", PLANES: "planes", CAST_FP16: "cast-fp16",
+               CAST_BF16: "cast-bf16", Q8: "q8"}
+#: Codecs that need format 1.2 (section 2.1): a file records minor 2 only when a stream uses one.
+CODECS_1_2 = frozenset({PLANES})
 
 # zstd-19 runs at a few MB/s: worth it for small streams, too slow for a dense 60 MB checkpoint.
 _SMALL_STREAM = 4 << 20
 
 
-def _level(n: int) -> int:
-    return 19 if n <= _SMALL_STREAM else 3
+def _level(n: int, slow: bool = True) -> int:
+    return 19 if n <= _SMALL_STREAM and slow else 3
 
 
-def _zstd(raw: bytes) -> bytes:
+def _zstd(raw: bytes, slow: bool = True) -> bytes:
     threads = 2 if len(raw) > _SMALL_STREAM else 0
-    cctx = zstandard.ZstdCompressor(level=_level(len(raw)), write_content_size=True, threads=threads)
+    cctx = zstandard.ZstdCompressor(level=_level(len(raw), slow), write_content_size=True, threads=threads)
     return cctx.compress(raw)
 
 
@@ -42,16 +47,20 @@ def ungroup_bytes(grouped: bytes, itemsize: int) -> bytes:
     return np.frombuffer(grouped, np.uint8).reshape(itemsize, -1).T.tobytes()
 
 
-def encode_stream(raw: bytes, itemsize: int = 1, candidates: tuple[int, ...] = (RAW, ZSTD, BYTEGROUP_ZSTD)) -> tuple[int, bytes]:
-    """Code ``raw`` with the smallest of ``candidates``; returns (codec id, stored bytes)."""
+def encode_stream(raw: bytes, itemsize: int = 1, candidates: tuple[int, ...] = (RAW, ZSTD, BYTEGROUP_ZSTD), *,
+                  slow: bool = True) -> tuple[int, bytes]:
+    """Code ``raw`` with the smallest of ``candidates``; returns (codec id, stored bytes).
+
+    ``slow`` (default) codes streams up to 4 MiB with zstd-19, else zstd-3.
+    """
     best = (RAW, raw)
     if not raw:
         return best
     for codec in candidates:
         if codec == ZSTD:
-            out = _zstd(raw)
+            out = _zstd(raw, slow)
         elif codec == BYTEGROUP_ZSTD and itemsize > 1 and len(raw) % itemsize == 0:
-            out = _zstd(group_bytes(raw, itemsize))
+            out = _zstd(group_bytes(raw, itemsize), slow)
         else:
             continue
         if len(out) < len(best[1]):
@@ -59,8 +68,38 @@ def encode_stream(raw: bytes, itemsize: int = 1, candidates: tuple[int, ...] = (
     return best
 
 
+#: Floating values streams at least this long are coded with PLANES (shorter ones: codecs 0-2, as before 1.2).
+PLANES_MIN = 16 << 10
+
+
+def encode_values(raw: bytes | memoryview | np.ndarray, itemsize: int, floating: bool, *, slow: bool = True,
+                  threads: int = 0) -> tuple[int, bytes]:
+    """Code a values stream: PLANES for floating streams of PLANES_MIN bytes and more, else :func:`encode_stream`.
+
+    Args:
+        raw: the stream's bytes (not copied).
+        itemsize: bytes per element.
+        floating: the stream holds a floating dtype (float16/bfloat16/float32/float64).
+        slow: small streams may use the slow coders (zstd-19, ANS planes); the writer turns this
+            off once a file has spent its budget on them, so that compress and restore stay fast.
+        threads: zstd worker threads for large planes.
+    """
+    n = len(raw) if not isinstance(raw, np.ndarray) else raw.nbytes
+    if floating and itemsize in (2, 4, 8) and n >= PLANES_MIN and n % itemsize == 0:
+        from fzpack.codecs.planes import encode_planes
+
+        payload = encode_planes(raw, itemsize, slow=slow and n <= _SMALL_STREAM, threads=threads)
+        return (PLANES, payload) if len(payload) < n else (RAW, bytes(raw))
+    raw = bytes(raw) if not isinstance(raw, bytes) else raw
+    return encode_stream(raw, itemsize, slow=slow)
+
+
 def decode_stream(codec: int, stored: bytes, raw_length: int, itemsize: int = 1) -> bytes:
     """Inverse of :func:`encode_stream` (and of the lossy codecs); never produces more than ``raw_length`` bytes."""
+    if codec == PLANES:
+        from fzpack.codecs.planes import decode_planes
+
+        return decode_planes(stored, raw_length, itemsize).data.cast("B") if raw_length else b""
     if codec in LOSSY_CODECS:
         from fzpack.codecs.lossy import decode_lossy  # lossy builds on this module
 

@@ -118,6 +118,10 @@ class Reader:
     def raw(self, n: int) -> bytes:
         return bytes(self._take(n))
 
+    def raw_view(self, n: int) -> memoryview:
+        """The next ``n`` bytes without a copy."""
+        return self._take(n)
+
     def blob(self, limit: int, what: str = "blob") -> bytes:
         n = self.varint(limit=min(limit, self.remaining), what=f"length of {what}")
         return self.raw(n)

@@ -7,6 +7,7 @@ single stream byte is decoded, so a lying header is rejected without allocating 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -15,7 +16,7 @@ from fzpack.container.bytes_io import Reader, Writer
 from fzpack.errors import FormatError
 
 MAGIC = b"\x89FZP\r\n\x1a\n"
-VERSION = (1, 1)  # the newest this code reads; a writer records the oldest minor its file needs
+VERSION = (1, 2)  # the newest this code reads; a writer records the oldest minor its file needs
 PREAMBLE_SIZE = 20  # magic 8, major 1, minor 1, flags 2, header length 4, header crc 4
 MAX_HEADER_BYTES = 64 << 20
 MAX_NDIM = 32
@@ -126,16 +127,67 @@ class Header:
     tree: bytes = b""
 
 
-def minor_version(h: Header) -> int:
-    """The oldest minor version that can read ``h``: 1 if it uses a 1.1 feature, else 0.
+def minor_version(h: Header, mask_models: Iterable[int] = ()) -> int:
+    """The oldest minor version that can read ``h``: 2 if it uses a 1.2 feature, 1 if a 1.1 one, else 0.
 
-    Writing the oldest sufficient minor keeps files without new features readable by 1.0 readers
-    (and the 1.0 test vectors byte-identical).
+    ``mask_models`` are the model ids (byte 0) of the file's coded mask payloads: they live in the
+    masks streams, not in the header, so a reader passes them once the streams are checked
+    (:func:`check_minor`). 1.2 features: stream codec 3 (planes), mask model 4 (GAPS).
+    Writing the oldest sufficient minor keeps files without new features readable by older readers
+    (and the 1.0 / 1.1 test vectors byte-identical).
     """
+    from fzpack.codecs.values import CODECS_1_2
+
+    if any(s.codec in CODECS_1_2 for s in h.streams) or any(m in MASK_MODELS_1_2 for m in mask_models):
+        return 2
     for t in h.tensors:
         if t.kind == FROZEN and (t.flags & FLAGS_1_1 or (t.init is not None and t.init.dist in DISTS_1_1)):
             return 1
     return 0
+
+
+#: Mask models (formats/mask-codec-v1.md) a file may use only from minor 2 on: 4 GAPS.
+MASK_MODELS_1_2 = frozenset({4})
+_MINOR_FEATURES = {1: "distribution dct, per-row or additive frozen tensors", 2: "stream codec 3 (planes) or mask model 4 (GAPS)"}
+
+
+def has_coded_masks(h: Header) -> bool:
+    """Does a frozen tensor of ``h`` store a mask payload (whose model id may raise the needed minor)?"""
+    return any(t.kind == FROZEN and not t.flags & FLAG_MASK_FROM_SEED and t.mask_length for t in h.tensors)
+
+
+def mask_models(h: Header, byte_at: Callable[[int, int], int | None]) -> set[int]:
+    """The model ids of ``h``'s mask payloads; ``byte_at(stream, offset)`` reads one stored byte (None: none there).
+
+    Payloads lie back to back in their masks stream in tensor-table order (section 3.3); the
+    header was validated, so every offset is inside its stream.
+    """
+    cursors: dict[int, int] = {}
+    models: set[int] = set()
+    for t in h.tensors:
+        if t.kind == FROZEN and not t.flags & FLAG_MASK_FROM_SEED and t.mask_length:
+            at = cursors.get(t.mask_stream, 0)
+            model = byte_at(t.mask_stream, at)
+            if model is not None:
+                models.add(model)
+            cursors[t.mask_stream] = at + t.mask_length
+    return models
+
+
+def check_minor(h: Header, minor: int, mask_models: Iterable[int] | None = None) -> None:
+    """The declared minor must be exactly the oldest one the file's features need (section 2.1).
+
+    With ``mask_models`` None (only the header read so far) a declared minor above what the header
+    needs is let through when the file has coded masks (a GAPS payload needs 1.2); the caller
+    checks again with the models once it has read them (container.file, after the checksums).
+    """
+    needed = minor_version(h, mask_models or ())
+    if needed > minor:
+        raise FormatError(f"the file says version 1.{minor} but uses 1.{needed} features ({_MINOR_FEATURES[needed]})")
+    if needed < minor and (mask_models is not None or not has_coded_masks(h)):
+        # the minor is the oldest sufficient one: also what catches a flipped minor byte
+        raise FormatError(f"the file says version 1.{minor} but uses no 1.{minor} feature (a writer records 1.{needed}): "
+                          "corrupted preamble?")
 
 
 def encode_header(h: Header) -> bytes:
@@ -227,13 +279,7 @@ def decode_header(body: bytes, minor: int = VERSION[1]) -> Header:
     h.tree = r.blob(MAX_HEADER_BYTES, "tree")
     r.expect_end()
     _validate(h)
-    needed = minor_version(h)
-    if needed > minor:
-        raise FormatError(f"the file says version 1.{minor} but uses 1.{needed} features "
-                          "(distribution dct, per-row or additive frozen tensors)")
-    if needed < minor:  # the minor is the oldest sufficient one (section 2.1): also what catches a flipped minor byte
-        raise FormatError(f"the file says version 1.{minor} but uses no 1.{minor} feature (a writer records 1.{needed}): "
-                          "corrupted preamble?")
+    check_minor(h, minor)  # the mask models are checked with the streams (container.file)
     return h
 
 

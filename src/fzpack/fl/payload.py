@@ -51,6 +51,9 @@ KNOWN_FLAGS = FLAG_DELTA
 MAX_HEADER_BYTES = 64 << 20
 VALUES_DOMAIN = b"fzpack-fl-values/1"  # 18 bytes, section 2.3
 _STREAM_ENTRY_MIN = 8  # codec, dtype, two 1-byte varints, crc32
+#: The stream codecs of this format's version 1.0 (fl-update-v1.md section 4); the container's newer
+#: codecs (planes, 3: fzpack-v1.md 1.2) are not part of it and are rejected like any unknown id.
+STREAM_CODECS = frozenset({0, 1, 2, 16, 17, 18})
 _U64 = 1 << 64
 
 Values = Union[Sequence[torch.Tensor], "Update", Base, nn.Module]
@@ -260,7 +263,7 @@ def _parse_header(body: bytes, delta: bool) -> tuple[bytes, int, int, bytes | No
     streams = []
     for _ in range(r.varint(limit=r.remaining // _STREAM_ENTRY_MIN, what="stream count")):
         codec, dtype_id = r.u8(), r.u8()
-        if codec not in CODEC_NAMES:
+        if codec not in STREAM_CODECS:
             raise PayloadError(f"unknown stream codec id {codec}")
         if dtype_id not in DTYPES:
             raise PayloadError(f"unknown dtype id {dtype_id}")

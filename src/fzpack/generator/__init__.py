@@ -7,6 +7,7 @@ matrix, is a function of the shape alone, computed the same way in binary64). Th
 description is formats/generator-v1.md.
 """
 
+from fzpack.generator.compiled import get_kernel, set_kernel
 from fzpack.generator.constants import BANK, INIT, MASK
 from fzpack.generator.regen import generate, generate_numpy, get_num_threads, set_num_threads
 from fzpack.generator.mask import random_mask, random_mask_rows
@@ -27,12 +28,14 @@ __all__ = [
     "fans",
     "generate",
     "generate_numpy",
+    "get_kernel",
     "get_num_threads",
     "init_spec",
     "list_schemes",
     "philox4x64",
     "random_mask",
     "random_mask_rows",
+    "set_kernel",
     "set_num_threads",
     "stream_key",
 ]

@@ -19,12 +19,41 @@ import torch
 from fzpack.errors import FzpackError
 from fzpack.generator.constants import MASK
 from fzpack.generator.philox import check_int, philox_numpy, stream_key
-from fzpack.generator.regen import resolve_backend
+from fzpack.generator import compiled
+from fzpack.generator.regen import resolve_backend, run_split, split_range
 from fzpack.generator.schemes import check_shape
 from fzpack.generator.torch_philox import philox_torch
 
 #: XOR with the sign bit maps unsigned 64-bit order onto torch's signed int64 order.
 _SIGN64 = -(1 << 63)
+
+
+def mask_keys(key: tuple[int, int], n: int) -> np.ndarray:
+    """The keys r[0 .. n-1] of a MASK stream (64-bit words), by the compiled kernel or numpy's Philox.
+
+    Args:
+        key: the stream's Philox key.
+        n: number of keys.
+
+    Returns:
+        uint64 array of length n (a view of whole blocks).
+
+    Example:
+        >>> int(mask_keys(stream_key(0, MASK, "w"), 3).size)
+        3
+    """
+    blocks = -(-n // 4)
+    kc = compiled.compiled_for(n)
+    if kc is None:
+        return philox_numpy(key, 0, blocks)[:n]
+    out = np.empty(4 * blocks, dtype=np.uint64)
+    k0, k1 = np.uint64(key[0]), np.uint64(key[1])
+
+    def work(s: int, count: int, dst: np.ndarray) -> None:
+        kc.philox_blocks(k0, k1, np.uint64(s // 4), dst)
+
+    run_split(split_range(0, 4 * blocks, 4), 0, out, work)
+    return out[:n]
 
 
 def select_smallest(keys: np.ndarray, k: int) -> np.ndarray:
@@ -46,7 +75,8 @@ def select_smallest(keys: np.ndarray, k: int) -> np.ndarray:
 
 
 def random_mask(
-    seed: int, name: str, shape: Sequence[int] | torch.Size, k: int, *, device: str | torch.device = "cpu"
+    seed: int, name: str, shape: Sequence[int] | torch.Size, k: int, *, device: str | torch.device = "cpu",
+    backend: str | None = None,
 ) -> torch.Tensor:
     """A boolean tensor with exactly k True entries at seed-determined, uniformly random positions.
 
@@ -55,7 +85,9 @@ def random_mask(
         name: names the MASK stream (e.g. the weight's state_dict key).
         shape: mask shape; positions are row-major flat indices.
         k: number of True entries, 0 <= k <= prod(shape).
-        device: output device (the selection is computed on the CPU, so it is device-independent).
+        device: output device.
+        backend: None (numpy on a CPU device, torch elsewhere: a GPU target draws its keys and
+            selects on the device), "numpy" or "torch"; all give the same bits.
 
     Returns:
         torch.bool tensor of `shape`.
@@ -67,11 +99,14 @@ def random_mask(
     dims = check_shape(shape)
     n = math.prod(dims)
     k = check_int(k, f"k for shape {dims}", 0, n)
+    dev, backend = resolve_backend(device, backend, f"mask {name!r}")
+    if backend == "torch":  # spec 8.1: one row is exactly spec 8's rule
+        return random_mask_rows(seed, name, (n,), k, device=dev, backend="torch").reshape(dims)
     key = stream_key(seed, MASK, name)
-    keys = philox_numpy(key, 0, -(-n // 4))[:n]
+    keys = mask_keys(key, n)
     chosen = select_smallest(keys, k)
     try:
-        return torch.from_numpy(chosen).reshape(dims).to(device)
+        return torch.from_numpy(chosen).reshape(dims).to(dev)
     except (RuntimeError, AssertionError, TypeError) as exc:  # unknown or unavailable device
         raise FzpackError(f"cannot place mask {name!r} on device {device!r}: {exc}") from None
 
@@ -141,7 +176,7 @@ def random_mask_rows(
             return torch.zeros(dims, dtype=torch.bool, device=dev)
         counts = row_counts(rows, k)
         if backend == "numpy":
-            keys = philox_numpy(key, 0, -(-n // 4))[:n].reshape(rows, width)
+            keys = mask_keys(key, n).reshape(rows, width)
             order = np.argsort(keys, axis=1, kind="stable")  # stable: equal keys keep index order
             take = np.arange(width)[None, :] < np.array(counts)[:, None]  # rank j < k_r
             chosen = np.zeros((rows, width), dtype=bool)

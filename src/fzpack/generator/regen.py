@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from fzpack.errors import FzpackError
+from fzpack.generator import compiled
 from fzpack.generator import kernels_numpy as kn
 from fzpack.generator.constants import BANK, INIT
-from fzpack.generator.dct import dct_numpy, dct_torch
+from fzpack.generator.dct import dct_constants, dct_layout, dct_numpy, dct_torch
 from fzpack.generator.philox import philox_numpy, stream_key
 from fzpack.generator.schemes import check_shape
 from fzpack.generator.spec import InitSpec
@@ -41,45 +42,64 @@ MAX_ELEMENTS = 1 << 62
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _default_threads() -> int:
-    # One thread unless asked: on the 2-vCPU machine this was tuned on, the vCPUs share one core's
-    # vector units, and a second thread made regeneration slower (GIL hand-offs around ~60 short
-    # ufunc calls per chunk). On machines with real cores, set FZPACK_GENERATOR_THREADS or call
-    # set_num_threads(); the output does not depend on the thread count.
-    value = os.environ.get("FZPACK_GENERATOR_THREADS", "1")
+def _default_threads() -> int | None:
+    # Unset: one thread for the numpy kernels (on the 2-vCPU machine this was tuned on, the vCPUs
+    # share one core's vector units, and a second thread made them slower: GIL hand-offs around
+    # ~60 short ufunc calls per chunk), min(4, CPUs) for the compiled kernels (which hold no GIL).
+    # The output never depends on the thread count.
+    value = os.environ.get("FZPACK_GENERATOR_THREADS")
+    if value is None:
+        return None
     try:
         return max(1, min(int(value), 64))
     except ValueError:
         return 1
 
 
-_threads = _default_threads()
+_threads_set = _default_threads()
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+#: A compiled range is split over threads only in pieces of at least this many elements.
+PIECE_MIN = 1 << 17
 
-NumpyKernel = Callable[[np.ndarray, np.ndarray], None]
 
+def set_num_threads(n: int | None) -> None:
+    """Set the number of CPU threads regenerating one large tensor.
 
-def set_num_threads(n: int) -> None:
-    """Set the number of CPU threads regenerating one large tensor (default 1, $FZPACK_GENERATOR_THREADS)."""
-    global _threads, _pool
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    Args:
+        n: a positive thread count, or None for the default ($FZPACK_GENERATOR_THREADS, else 1
+            with the numpy kernels and min(4, CPUs) with the compiled ones). The output never
+            depends on it.
+
+    Example:
+        >>> set_num_threads(2); get_num_threads()
+        2
+        >>> set_num_threads(None)
+    """
+    global _threads_set
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise FzpackError(f"thread count must be a positive integer, got {n!r}")
-    if _pool is not None:
-        _pool.shutdown(wait=True)
-        _pool = None
-    _threads = n
+    _threads_set = None if n is None else min(n, 64)
 
 
 def get_num_threads() -> int:
-    """Current number of CPU generator threads."""
-    return _threads
+    """Current number of CPU generator threads (see set_num_threads)."""
+    if _threads_set is not None:
+        return _threads_set
+    return max(1, min(4, os.cpu_count() or 1)) if compiled.active() == "compiled" else 1
 
 
 def _get_pool() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="fzpack-gen")
+    global _pool, _pool_size
+    threads = get_num_threads()
+    if _pool is None or _pool_size != threads:
+        old, _pool, _pool_size = _pool, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fzpack-gen"), threads
+        if old is not None:
+            old.shutdown(wait=False)  # running tasks finish; their callers hold their futures
     return _pool
+
+
+NumpyKernel = Callable[[np.ndarray, np.ndarray], None]
 
 
 def _check_range(start: Any, count: Any) -> tuple[int, int]:
@@ -146,7 +166,7 @@ def _fill_numpy(kernel: NumpyKernel, key: tuple[int, int], start: int, count: in
                 s, t = max(lo, start), min(hi, end)
                 out[s - start : t - start] = tmp[s - lo : t - lo]
 
-    n_groups = min(_threads, len(chunks))
+    n_groups = min(get_num_threads(), len(chunks))
     if n_groups <= 1:
         run(chunks)
         return
@@ -154,6 +174,63 @@ def _fill_numpy(kernel: NumpyKernel, key: tuple[int, int], start: int, count: in
     futures = [_get_pool().submit(run, chunks[g::n_groups]) for g in range(n_groups)]
     for fut in futures:
         fut.result()
+
+
+def split_range(start: int, count: int, align: int) -> list[tuple[int, int]]:
+    """[start, start + count) cut into one piece per generator thread (at most one per PIECE_MIN
+    elements), cut at absolute multiples of `align` so that no Philox block is split."""
+    n = max(1, min(get_num_threads(), count // PIECE_MIN))
+    cuts = [start] + [(start + count * i // n) // align * align for i in range(1, n)] + [start + count]
+    return [(a, b - a) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def run_split(pieces: list[tuple[int, int]], start: int, out: np.ndarray, work: Callable[[int, int, np.ndarray], None]) -> None:
+    """work(piece_start, piece_count, out_slice) for every piece, on the generator threads."""
+    if len(pieces) == 1:
+        work(pieces[0][0], pieces[0][1], out)
+        return
+    futures = [_get_pool().submit(work, a, n, out[a - start : a - start + n]) for a, n in pieces]
+    for fut in futures:
+        fut.result()
+
+
+def _fill(spec: InitSpec, key: tuple[int, int], start: int, count: int, out: np.ndarray) -> None:
+    """out[j] = element start + j of a normal / uniform / pm stream: compiled kernel or numpy."""
+    kc = compiled.compiled_for(count)
+    if kc is None:
+        _fill_numpy(_numpy_kernel(spec), key, start, count, out)
+        return
+    folded = False
+    if spec.dist == "normal":
+        code, p0, p1 = 0, spec.p0, spec.p1
+    elif spec.dist == "uniform":
+        code, (p0, p1, folded) = 1, kn.uniform_factor(spec.p0, spec.p1)
+    else:
+        code, p0, p1 = 2, spec.p0, 0.0
+    k0, k1, a, b = np.uint64(key[0]), np.uint64(key[1]), np.float32(p0), np.float32(p1)
+
+    def work(s: int, n: int, dst: np.ndarray) -> None:
+        kc.fill(code, k0, k1, s, n, a, b, folded, dst)
+
+    run_split(split_range(start, count, ELEMS_PER_BLOCK), start, out, work)
+
+
+def _dct(dims: tuple[int, ...], start: int, count: int) -> np.ndarray:
+    """Elements [start, start + count) of a dct tensor: compiled kernel or numpy (same bits)."""
+    kc = compiled.compiled_for(count)
+    if kc is None:
+        return dct_numpy(dims, start, count)
+    lay = dct_layout(dims)
+    if start + count > lay.numel:
+        return dct_numpy(dims, start, count)  # raises the range error
+    cn, sk0, sk1 = dct_constants(lay.n)
+    out = np.empty(count, dtype=np.float32)
+
+    def work(s: int, n: int, dst: np.ndarray) -> None:
+        kc.dct_fill(s, n, lay.patch, lay.spatial, lay.c_in, lay.n, cn, sk0, sk1, dst)
+
+    run_split(split_range(start, count, 1), start, out, work)
+    return out
 
 
 def _cyclic(fill: Callable[[int, int, Any], None], length: int, first: int, count: int, out: Any) -> None:
@@ -220,7 +297,7 @@ def generate_numpy(
     _check_slice_shape(spec, shape, start, count)
     key = stream_key(seed, INIT, name)
     if spec.dist == "dct":  # no stream: seed and name are only validated
-        return dct_numpy(_check_shape(shape), start, count)  # type: ignore[arg-type]
+        return _dct(_check_shape(shape), start, count)  # type: ignore[arg-type]
     try:
         out = np.empty(count, dtype=np.float32)
     except (ValueError, MemoryError):
@@ -230,13 +307,13 @@ def generate_numpy(
     elif spec.dist == "bank":
         length = _bank_length(spec, banks)
         bank_key = stream_key(seed, BANK, spec.bank)
-        kernel = partial(kn.uniform, low=-1.0, high=1.0)
+        bank_spec = InitSpec("uniform", -1.0, 1.0)
         if count:
             first = (spec.offset + start) % length
-            _cyclic(lambda a, n, dst: _fill_numpy(kernel, bank_key, a, n, dst), length, first, count, out)
+            _cyclic(lambda a, n, dst: _fill(bank_spec, bank_key, a, n, dst), length, first, count, out)
             np.multiply(out, np.float32(spec.p0), out=out)
     else:
-        _fill_numpy(_numpy_kernel(spec), key, start, count, out)
+        _fill(spec, key, start, count, out)
     return out
 
 
