@@ -319,7 +319,10 @@ def main() -> None:
     notes: list[str] = []
     if args.from_json:  # re-render the table and plot from the recorded points, no re-measuring
         points = [Point(**d) for d in json.loads(JSON_OUT.read_text())]
-        notes.append(f"Re-rendered from {JSON_OUT.relative_to(ROOT)}; the points were measured by `python benchmarks/bench_frontier.py`.")
+        notes.append(f"Re-rendered from {JSON_OUT.relative_to(ROOT)}; the points were measured by `python benchmarks/bench_frontier.py` "
+                     "(dense, SNIP, FreezeNet and NNCodec on the LeNets; 2026-11-22, Intel Xeon, 2 cores) and "
+                     "`python benchmarks/bench_frontier.py --families-only --arch lenet5-caffe resnet20 lcresnet-20-16x1` "
+                     "(the issue-8 family points; 2026-12-04, AMD EPYC, 2 cores).")
         print(report(points, notes, True))
         return
     for arch in args.arch:
@@ -329,8 +332,8 @@ def main() -> None:
     if not args.no_write:
         old = json.loads(JSON_OUT.read_text()) if JSON_OUT.exists() else []
         if args.families_only:  # keep every other point of these panels (e.g. NNCodec's, measured before)
-            mine = {p.family for p in points}
-            keep = [d for d in old if d["arch"] not in args.arch or d["family"] not in mine]
+            mine = {(p.arch, p.family) for p in points}  # per panel: LeNet's FreezeNet points are not ResNet-20's
+            keep = [d for d in old if (d["arch"], d["family"]) not in mine]
         else:
             keep = [d for d in old if d["arch"] not in args.arch]
         JSON_OUT.write_text(json.dumps(keep + [asdict(p) for p in points], indent=1) + "\n")
