@@ -129,7 +129,9 @@ def cmd_report(args: argparse.Namespace) -> None:
             "(DCTpS and Sparse store no mask: their supports come from the seed; FreezeNet stores its SNIP mask). "
             "Not run here: the paper's CIFAR-10/100 and Tiny ImageNet settings (200 epochs on a GPU; CIFAR cannot be "
             "downloaded here), VGG19/ResNet50/MobileNetV2, and the SGD variants of its appendix A.3.\n\n"
-            + "\n".join(body) + "\n![accuracy vs density](dctps_vs_sparse.png)")
+            + "\n".join(body) + "\n![accuracy vs density](dctps_vs_sparse.png)\n\n"
+            "Runs: `python benchmarks/bench_dctps.py run --arch lenet5-caffe` and `... --arch resnet20` (resumable; "
+            "two 1-thread runners here, `--threads 1`), per-run JSON in benchmarks/results/dctps/; then this report.")
     print(text)
     if not args.no_write:
         write_section("dctps-vs-sparse", text)

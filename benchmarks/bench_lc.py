@@ -179,6 +179,8 @@ def cmd_report(args: argparse.Namespace) -> None:
                   "0.1), one seed, 9/1 split, best validation epoch kept; the paper trains 75 epochs on CIFAR-10.\n",
                   md_table(["model", "method", "sharing", "epochs", "test acc", "best epoch", "trained params", ".fzp B",
                             "factor vs dense fp32", "wall"], acc_rows)]
+    parts.append("\nSizes: `python benchmarks/bench_lc.py sizes`; accuracy runs: `python benchmarks/bench_lc.py run --threads 1` "
+                 "(resumable; per-run JSON in benchmarks/results/lc/); then this report.")
     text = "\n".join(parts)
     print(text)
     if not args.no_write:
