@@ -24,22 +24,12 @@ from fzpack.generator import kernels_numpy as kn  # noqa: E402
 from fzpack.generator import reference as ref  # noqa: E402
 from fzpack.generator import regen  # noqa: E402
 from fzpack.generator.philox import philox_numpy, stream_key  # noqa: E402
+from test_generator_values import BANKS, SPECS as REFERENCE_SPECS  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 VECTORS = json.loads((ROOT / "formats/vectors/generator.json").read_text(encoding="utf-8"))
-SPECS = [
-    InitSpec("normal", 0.0, 1.0),
-    InitSpec("normal", 0.0, 0.05),
-    InitSpec("normal", -0.0, 2.0),
-    InitSpec("normal", 0.3, 1.5),
-    InitSpec("uniform", -0.2, 0.1),
-    InitSpec("uniform", 0.0, 1.0),
-    InitSpec("uniform", 1e-35, 3e-35),  # width below 2**-102: the unfolded multiply
-    InitSpec("pm", 0.07),
-    InitSpec("zeros"),
-    InitSpec("bank", 0.125, bank="shared", offset=11),
-]
-BANKS = {"shared": 1000}
+# the reference tests' specs plus the unit normal and a negative-zero mean (sign handling in the kernels)
+SPECS = [InitSpec("normal", 0.0, 1.0), InitSpec("normal", -0.0, 2.0), *REFERENCE_SPECS]
 # (start, count): empty, one element, odd edges, element index crossing 2**32, block index crossing
 # 2**32 (element 2**35), the top of the accepted range (2**62)
 RANGES = [(0, 0), (0, 1), (5, 1), (3, 17), (0, 1000), (7, 40_001), (2**32 - 13, 29), (2**35 - 21, 50),
