@@ -545,6 +545,20 @@ def _bins(model, ctx):
     return weight_bins(ctx, scale_from_code(model.scale_code)) if any(f.kind == 3 for f in model.factors) else None
 
 
+def random_factor_payloads(rng: np.random.Generator, shapes, per_shape: int):
+    """Model-2 payloads of random FACTOR models, ``per_shape`` draws per shape, keeping 0 < k < numel.
+
+    Yields (payload, shape, k, ctx, flat mask).
+    """
+    for shape in shapes:
+        for _ in range(per_shape):
+            _, model, _, ctx, flat = _random_factor_case(rng, shape)
+            k = int(flat.sum())
+            if k in (0, flat.size):
+                continue
+            yield bytes([2]) + encode_factor_model(model, flat, shape, _bins(model, ctx)), shape, k, ctx, flat
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_fast_mask_reader_matches_reference(seed, monkeypatch):
     import fzpack.codecs.mask_decode as mm

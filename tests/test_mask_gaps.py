@@ -18,7 +18,7 @@ from fzpack.codecs.mask_ans import BitReader, BitWriter
 from fzpack.codecs.mask_gaps import decode_gaps, encode_gaps, gaps_params
 from fzpack.errors import CodecError
 from fzpack.generator import compiled
-from test_mask_codec import _bins, _random_factor_case, ref_decode, structured_mask
+from test_mask_codec import random_factor_payloads, ref_decode, structured_mask
 
 mk = pytest.importorskip("fzpack.codecs.mask_kernels", reason="numba not installed: the compiled decoders are absent")
 
@@ -124,27 +124,20 @@ def test_readers_agree_on_random_streams() -> None:
 
 def test_factor_fast_decoder_equals_numpy_on_random_models() -> None:
     from fzpack.codecs.mask_factor_fast import decode_factor_fast
-    from fzpack.codecs.mask_models import encode_factor_model
 
-    rng = np.random.default_rng(5)
+    shapes = [(50, 40), (6, 7, 5, 5), (300,), (64, 16, 3, 3), (2, 700), (3, 70000)]
     tried = 0
-    for shape in [(50, 40), (6, 7, 5, 5), (300,), (64, 16, 3, 3), (2, 700), (3, 70000)]:
-        for _ in range(6):
-            _, model, dims, ctx, flat = _random_factor_case(rng, shape)
-            k = int(flat.sum())
-            if k in (0, flat.size):
-                continue
-            payload = bytes([2]) + encode_factor_model(model, flat, shape, _bins(model, ctx))
-            results = decode_all_ways(payload, shape, k, ctx)
-            assert same(results)
-            if results[1] is CodecError:  # e.g. more level symbols than 16 n + 4096: refused by both
-                continue
-            out, pos = decode_factor_fast(payload, 1, shape, ctx, k, mk)
-            assert np.array_equal(out, flat) and np.array_equal(pos, np.flatnonzero(flat))
-            for wrong in (k - 1, k + 1):  # a count the payload does not hold: refused by both
-                if 0 < wrong < flat.size:
-                    assert decode_all_ways(payload, shape, wrong, ctx) == [CodecError, CodecError]
-            tried += 1
+    for payload, shape, k, ctx, flat in random_factor_payloads(np.random.default_rng(5), shapes, 6):
+        results = decode_all_ways(payload, shape, k, ctx)
+        assert same(results)
+        if results[1] is CodecError:  # e.g. more level symbols than 16 n + 4096: refused by both
+            continue
+        out, pos = decode_factor_fast(payload, 1, shape, ctx, k, mk)
+        assert np.array_equal(out, flat) and np.array_equal(pos, np.flatnonzero(flat))
+        for wrong in (k - 1, k + 1):  # a count the payload does not hold: refused by both
+            if 0 < wrong < flat.size:
+                assert decode_all_ways(payload, shape, wrong, ctx) == [CodecError, CodecError]
+        tried += 1
     assert tried >= 20
 
 

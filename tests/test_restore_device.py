@@ -18,13 +18,12 @@ import fzpack
 import fzpack.unpack as U
 from fzpack.codecs.mask import decode_mask_positions, encode_mask
 from fzpack.codecs.mask_device import decode_mask_device
-from fzpack.codecs.mask_models import encode_factor_model
 from fzpack.equality import tree_differences
 from fzpack.errors import CodecError
 from fzpack.generator import compiled
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_mask_codec import _bins, _random_factor_case, structured_mask  # noqa: E402
+from test_mask_codec import random_factor_payloads, structured_mask  # noqa: E402
 from test_roundtrip import _to_cpu  # noqa: E402
 
 VECTORS = Path(__file__).resolve().parent.parent / "formats" / "vectors"
@@ -45,27 +44,21 @@ def test_device_mask_decoder_equals_the_host_decoder(kernel, monkeypatch):
     if kernel == "compiled" and compiled.unavailable_reason():
         pytest.skip("numba not installed")
     monkeypatch.setenv("FZPACK_KERNEL", kernel)
-    rng = np.random.default_rng(8)
+    shapes = [(50, 40), (6, 7, 5, 5), (300,), (64, 16, 3, 3), (2, 700)]
     done = 0
-    for shape in [(50, 40), (6, 7, 5, 5), (300,), (64, 16, 3, 3), (2, 700)]:
-        for _ in range(5):
-            _, model, dims, ctx, flat = _random_factor_case(rng, shape)
-            k = int(flat.sum())
-            if k in (0, flat.size):
+    for payload, shape, k, ctx, flat in random_factor_payloads(np.random.default_rng(8), shapes, 5):
+        for count in (k, k - 1, k + 1):
+            if not 0 < count < flat.size:
                 continue
-            payload = bytes([2]) + encode_factor_model(model, flat, shape, _bins(model, ctx))
-            for count in (k, k - 1, k + 1):
-                if not 0 < count < flat.size:
-                    continue
-                try:
-                    want = decode_mask_positions(payload, shape, count, ctx)
-                except CodecError:
-                    with pytest.raises(CodecError):
-                        decode_mask_device(payload, shape, count, torch.from_numpy(ctx))
-                    continue
-                mask, pos = decode_mask_device(payload, shape, count, torch.from_numpy(ctx))
-                assert np.array_equal(mask, want[0]) and np.array_equal(pos.numpy(), want[1])
-                done += 1
+            try:
+                want = decode_mask_positions(payload, shape, count, ctx)
+            except CodecError:
+                with pytest.raises(CodecError):
+                    decode_mask_device(payload, shape, count, torch.from_numpy(ctx))
+                continue
+            mask, pos = decode_mask_device(payload, shape, count, torch.from_numpy(ctx))
+            assert np.array_equal(mask, want[0]) and np.array_equal(pos.numpy(), want[1])
+            done += 1
     assert done >= 10
     for q, shape in ((0.97, (40, 30, 3, 3)), (0.9999, (256, 256))):
         m, c = structured_mask(shape, q, seed=3)
