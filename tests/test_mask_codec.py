@@ -660,3 +660,50 @@ def test_fast_mask_reader_when_low_bins_are_dead(monkeypatch):
             assert np.array_equal(mm.decode_mask_bits(r, model, dims, ctx), flat), (i, shape, b0)
             r.finish()
     assert sum(used) > 10
+
+
+# ------------------------------------------------------------------------------------------
+# Encoder shortcuts (spec section 8 is informative: they must not change what is chosen)
+# ------------------------------------------------------------------------------------------
+
+
+def test_factor_payload_never_shorter_than_the_skip_bound():
+    """encode_mask skips fitting FACTOR when another model costs less than FACTOR_MIN_BYTES plus
+    the decoder's visit of every entry: the bound must hold for every FACTOR payload, tiny ones too."""
+    from fzpack.codecs.mask import FACTOR_MIN_BYTES
+
+    rng = np.random.default_rng(5)
+    lengths = [len(p) for p, *_ in random_factor_payloads(rng, [(1, 2), (2, 1), (2, 2), (1, 3, 1), (3,), (4, 4)], 200)]
+    assert len(lengths) > 100 and min(lengths) >= FACTOR_MIN_BYTES
+
+
+@pytest.mark.parametrize("case", ["sparse-iid", "sparse-structured", "dense-structured", "one-entry"])
+def test_factor_skip_keeps_the_choice(case, monkeypatch):
+    import fzpack.codecs.mask as M
+
+    rng = np.random.default_rng(7)
+    shape = (128, 64, 9)
+    if case == "sparse-iid":
+        mask, ctx = rng.random(shape) < 2e-4, np.abs(rng.standard_normal(shape)).astype(np.float32)
+    elif case == "one-entry":
+        mask, ctx = np.zeros(shape, bool), np.abs(rng.standard_normal(shape)).astype(np.float32)
+        mask[3, 5, 7] = True
+    else:
+        mask, ctx = structured_mask(shape, 0.9995 if case == "sparse-structured" else 0.9, seed=2)
+    fast = roundtrip(mask, ctx)
+    monkeypatch.setattr(M, "FACTOR_MIN_BYTES", -math.inf)  # always fit FACTOR
+    assert encode_mask(mask, ctx) == fast
+
+
+def test_search_sample_fit_close_to_the_full_fit(monkeypatch):
+    """Masks above SEARCH_CAP choose factors and steps on a small sample: at most 1 % larger than
+    choosing them on the full fitting sample."""
+    import fzpack.codecs.mask_fit as F
+
+    mask, ctx = structured_mask((256, 64, 9), 0.95, seed=4)
+    assert mask.size > F.SEARCH_CAP
+    quick = roundtrip(mask, ctx)
+    monkeypatch.setattr(F, "SEARCH_CAP", F.SAMPLE_CAP)
+    full = roundtrip(mask, ctx)
+    assert quick[0] == full[0] == 2
+    assert len(quick) <= 1.01 * len(full)

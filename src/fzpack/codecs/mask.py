@@ -42,6 +42,9 @@ COST_MIN_ENTRIES = 1 << 16
 #: decoding). FACTOR visits every entry and reads one bit per live entry, IID reads n bits, GAPS
 #: about log2(n / count) + 2 bits per set entry.
 DECODE_READS_PER_BYTE = 4096
+#: The shortest FACTOR payload: model, flags, base (2), one factor's packed step and L, and a
+#: non-empty stream (an empty one reads only 0 bits, and a FACTOR payload codes at least one 1).
+FACTOR_MIN_BYTES = 7
 
 
 def _as_mask(mask: np.ndarray) -> np.ndarray:
@@ -89,11 +92,18 @@ def encode_mask(mask: np.ndarray, context: np.ndarray | None = None) -> bytes:
     options = [(_encode_iid(flat, k), n), (raw, n // 64)]
     if charge:
         options.append((bytes([MODEL_GAPS]) + encode_gaps(flat, k), gaps_reads(n, k)))
-    for model, bins in factor_candidates(flat, m.shape, ctx):
-        live = int(np.count_nonzero(class_keys(model, view_dims(m.shape), bins) >= 0)) if charge else 0
-        options.append((bytes([MODEL_FACTOR]) + encode_factor_model(model, flat, m.shape, bins), n + live))
-    # ties: lowest model id
-    return min(options, key=lambda o: (len(o[0]) + (o[1] / DECODE_READS_PER_BYTE if charge else 0), o[0][0]))[0]
+
+    def cost(o: tuple[bytes, int]) -> tuple[float, int]:  # ties: lowest model id
+        return len(o[0]) + (o[1] / DECODE_READS_PER_BYTE if charge else 0), o[0][0]
+
+    # A FACTOR payload is at least FACTOR_MIN_BYTES long and its decoder visits all n entries: when
+    # an option already costs less than that, fitting the model (most of the encoding time of large
+    # sparse masks) cannot change the choice, so it is skipped.
+    if not charge or cost(min(options, key=cost))[0] >= FACTOR_MIN_BYTES + n / DECODE_READS_PER_BYTE:
+        for model, bins in factor_candidates(flat, m.shape, ctx):
+            live = int(np.count_nonzero(class_keys(model, view_dims(m.shape), bins) >= 0)) if charge else 0
+            options.append((bytes([MODEL_FACTOR]) + encode_factor_model(model, flat, m.shape, bins), n + live))
+    return min(options, key=cost)[0]
 
 
 def _check_shape(shape) -> tuple[tuple[int, ...], int]:

@@ -30,6 +30,10 @@ from fzpack.codecs.mask_models import (
 )
 
 SAMPLE_CAP = 1 << 19  # masks up to this size are fitted exactly; larger ones on a sample
+#: Masks larger than this choose their factor set and level steps on a smaller sample (same rule,
+#: same seed), then fit, quantise and polish the chosen sets on the SAMPLE_CAP one: the choice
+#: rarely depends on the extra entries, and it was most of the encoding time of large masks.
+SEARCH_CAP = 1 << 16
 SAMPLE_SEED = 0x6D61736B
 NEWTON_SWEEPS = 6
 WARM_SWEEPS = 3
@@ -44,16 +48,16 @@ UNITS_PER_NAT = TABLE_STEPS_PER_BIT / math.log(2.0)
 class Sample:
     """All set entries plus a uniform sample of the unset ones, with inverse-rate weights."""
 
-    def __init__(self, flat: np.ndarray, shape, bins: np.ndarray | None, kinds: list[int]):
+    def __init__(self, flat: np.ndarray, shape, bins: np.ndarray | None, kinds: list[int], cap: int = SAMPLE_CAP):
         n = flat.size
         dims = view_dims(shape)
         ones = np.flatnonzero(flat)
-        if n <= SAMPLE_CAP:
+        if n <= cap:
             idx = np.arange(n)
             wt = np.ones(n)
         else:
             # Bernoulli sampling of the unset entries at a fixed rate; weight = 1 / rate.
-            rate = SAMPLE_CAP / n
+            rate = cap / n
             rng = np.random.default_rng(SAMPLE_SEED)
             idx = np.flatnonzero((rng.random(n, dtype=np.float32) < np.float32(rate)) | flat)
             wt = np.where(flat[idx], 1.0, 1.0 / rate)
@@ -86,6 +90,10 @@ class Problem:
         self.groups = [s.groups[k][live] for k in kinds]
         self.dead = [s.dead[k] for k in kinds]
         self.sizes = [s.sizes[k] for k in kinds]
+        self.ones = np.flatnonzero(self.y)
+        self.wt1 = self.wt[self.ones]
+        # all weights 1 (an exact fit): integer counts give the same sums as the float ones
+        self.unit = bool(self.wt.size == 0 or (self.wt == 1.0).all())
 
     def eta(self, base: int, levels: list[np.ndarray], steps: list[int]) -> np.ndarray:
         e = np.full(self.y.size, base, dtype=np.int32)
@@ -96,8 +104,12 @@ class Problem:
     def bits(self, eta: np.ndarray) -> float:
         """Estimated mask bits; entries pushed below 0 cost as if coded at index 0."""
         idx = np.clip(eta, 0, TABLE_SIZE - 1)
-        n1 = np.bincount(idx[self.y], self.wt[self.y], minlength=TABLE_SIZE)
-        n0 = np.bincount(idx, self.wt, minlength=TABLE_SIZE) - n1
+        if self.unit:
+            n1 = np.bincount(idx[self.ones], minlength=TABLE_SIZE).astype(np.float64)
+            n0 = np.bincount(idx, minlength=TABLE_SIZE) - n1
+        else:
+            n1 = np.bincount(idx[self.ones], self.wt1, minlength=TABLE_SIZE)
+            n0 = np.bincount(idx, self.wt, minlength=TABLE_SIZE) - n1
         return float(n1 @ COST1 + n0 @ COST0)
 
 
@@ -198,20 +210,27 @@ def quick_fit(p: Problem, theta=None, b=None):
     return est, (theta, b)
 
 
-def refine_fit(p: Problem, scale_code: int, params) -> tuple[FactorModel, float]:
-    """Choose each factor's level step, quantise and polish; returns (model, est. bytes)."""
+def refine_fit(p: Problem, scale_code: int, params, search: Problem | None = None) -> tuple[FactorModel, float]:
+    """Choose each factor's level step, quantise and polish; returns (model, est. bytes).
+
+    With ``search`` (the same factor set on a smaller sample, which ``params`` were fitted on),
+    the steps are chosen there and the float fit is warm-started on ``p`` before quantising.
+    """
     theta, b = params
+    search = p if search is None else search
     steps = [DEFAULT_STEP] * len(p.kinds)
     best = None
     for f in range(len(steps)):
         for st in STEP_CHOICES:
             trial = steps.copy()
             trial[f] = st
-            base, levels = _quantize(p, theta, b, trial)
-            _, est = build_model(p, base, levels, trial, scale_code)
+            base, levels = _quantize(search, theta, b, trial)
+            _, est = build_model(search, base, levels, trial, scale_code)
             if best is None or est < best[0] - 1e-9:
                 best = (est, trial)
         steps = best[1]
+    if search is not p:
+        theta = _newton(p, [t.copy() for t in theta], b, WARM_SWEEPS)
     base, levels = _quantize(p, theta, b, steps)
     base, levels = _polish(p, base, levels, steps)
     return build_model(p, base, levels, steps, scale_code)
@@ -239,6 +258,7 @@ def factor_candidates(flat, shape, context):
     if not kinds:
         return []
     sample = Sample(flat, shape, bins, kinds)
+    small = Sample(flat, shape, bins, kinds, SEARCH_CAP) if flat.size > SEARCH_CAP else sample
     fits: dict[tuple[int, ...], tuple] = {}
 
     def fit(ks: tuple[int, ...], parent: tuple[int, ...] | None = None) -> None:
@@ -247,7 +267,7 @@ def factor_candidates(flat, shape, context):
             if parent is not None:
                 pt, pb = fits[parent][1]
                 theta, b = [pt[parent.index(k)].copy() for k in ks], pb
-            fits[ks] = quick_fit(Problem(sample, list(ks)), theta, b)
+            fits[ks] = quick_fit(Problem(small, list(ks)), theta, b)
 
     current = tuple(kinds)
     fit(current)
@@ -260,10 +280,13 @@ def factor_candidates(flat, shape, context):
             break
         current = best
     ranked = sorted(fits, key=lambda ks: (fits[ks][0], ks))[:REFINE_TOP]
+    if small is not sample and len(ranked) > 1:  # finalists compared refined on the small sample
+        ranked = [min(ranked, key=lambda ks: (refine_fit(Problem(small, list(ks)), scale_code, fits[ks][1])[1], ks))]
     out = []
     dims, n = view_dims(shape), flat.size
     for ks in ranked:
-        model, est = refine_fit(Problem(sample, list(ks)), scale_code, fits[ks][1])
+        search = Problem(small, list(ks)) if small is not sample else None
+        model, est = refine_fit(Problem(sample, list(ks)), scale_code, fits[ks][1], search)
         if chain_work(model, dims) <= chain_work_limit(n):
             out.append((est, ks, model))
     return [(model, bins) for _, _, model in sorted(out, key=lambda t: (t[0], t[1]))]
