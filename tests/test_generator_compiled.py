@@ -173,7 +173,7 @@ def test_kernel_choice(kernel, monkeypatch) -> None:
     assert compiled.active() == "numpy" and compiled.compiled_for(10**6) is None
     kernel("compiled")
     assert compiled.active() == "compiled" and compiled.compiled_for(1) is kc
-    kernel("auto")
+    kernel("auto")  # numba is loaded now: auto uses it for large ranges
     assert compiled.compiled_for(compiled.AUTO_MIN_ELEMENTS - 1) is None
     assert compiled.compiled_for(compiled.AUTO_MIN_ELEMENTS) is kc
     with pytest.raises(FzpackError, match="unknown generator kernel"):
@@ -184,6 +184,45 @@ def test_kernel_choice(kernel, monkeypatch) -> None:
         compiled.get_kernel()
     monkeypatch.setenv("FZPACK_KERNEL", "numpy")
     assert compiled.active() == "numpy"
+
+
+def test_auto_imports_numba_once_the_work_pays_for_it(kernel, monkeypatch) -> None:
+    """auto stays on numpy until AUTO_IMPORT_ELEMENTS values were asked for (or a job that large is
+    announced), then loads the compiled kernels."""
+    kernel("auto")
+    step = compiled.AUTO_MIN_ELEMENTS
+    monkeypatch.setattr(compiled, "AUTO_IMPORT_ELEMENTS", 3 * step)
+    monkeypatch.setattr(compiled, "_module", None)
+    monkeypatch.setattr(compiled, "_work", 0)
+    assert compiled.compiled_for(step - 1) is None and compiled._work == 0  # small ranges do not count
+    assert compiled.compiled_for(step) is None and compiled.compiled_for(step) is None
+    assert compiled.active() == "numpy" and compiled._work == 2 * step  # asking does not count
+    assert compiled.compiled_for(step) is kc
+    monkeypatch.setattr(compiled, "_module", None)
+    monkeypatch.setattr(compiled, "_work", 0)
+    compiled.expect(3 * step - 1)
+    assert compiled._module is None and compiled._work == 0
+    compiled.expect(3 * step)
+    assert compiled._module is kc and compiled.compiled_for(step) is kc
+
+
+def test_one_shot_small_restore_does_not_import_numba(tmp_path) -> None:
+    """The default (auto) restores a small file without numba's import (~0.7 s, ~120 MB)."""
+    import subprocess
+    import sys
+
+    import fzpack
+    from fzpack.models.registry import create_model
+
+    model = create_model("lenet5-caffe")
+    fzpack.freeze_(model, fzpack.FreezeNetConfig(rate=0.99, seed=3),
+                   batch=(torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.arange(8) % 10))
+    fzpack.compress(fzpack.save(model, tmp_path / "m.pt"), tmp_path / "m.fzp")
+    code = ("import sys, fzpack; fzpack.restore(sys.argv[1]); "
+            "assert 'numba' not in sys.modules, 'numba imported'; print('ok')")
+    env = {k: v for k, v in os.environ.items() if k != "FZPACK_KERNEL"}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.fzp")], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_fallback_without_numba(kernel, monkeypatch) -> None:

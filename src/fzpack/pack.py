@@ -39,7 +39,7 @@ from fzpack.container.layout import (
 )
 from fzpack.container.tree import TreeEncoder
 from fzpack.errors import CheckpointError
-from fzpack.generator import generate, random_mask, random_mask_rows
+from fzpack.generator import compiled, generate, random_mask, random_mask_rows
 from fzpack.tensor_bits import bits_view, byte_view, to_numpy_bytes
 
 TREE_JSON, TREE_ZSTD, TREE_ZSTD_DICT = 0, 1, 2
@@ -274,6 +274,7 @@ class _Packer:
         self.obj = obj
         special: dict[int, Any] = {}
         if self.info:
+            compiled.expect(sum(t.mask.numel() for t in self.info.tensors.values()))
             sd = obj["state_dict"]
             for name in sd:  # state-dict tensors claim their own names first
                 if isinstance(sd[name], torch.Tensor):

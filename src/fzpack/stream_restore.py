@@ -32,7 +32,8 @@ from fzpack.container.bytes_io import decode_varints
 from fzpack.container.layout import ALIAS, FLAG_ADDITIVE, FLAG_DENSE, FLAG_MASK_FROM_SEED, FROZEN, ROLE_INDEX, itemsize
 from fzpack.errors import FormatError
 from fzpack.tensor_bits import byte_view
-from fzpack.unpack import _check_lossy, _frozen, _plan_frozen, _Streams, _take_values, _tree
+from fzpack.generator import compiled
+from fzpack.unpack import _check_lossy, _frozen, _plan_frozen, _Streams, _take_values, _tree, frozen_elements
 
 MASK_PREFIX = "__fzpack_mask__."
 
@@ -52,6 +53,7 @@ class TensorSource:
         self.c = c
         h = self.h = c.header
         _check_lossy(h, c)
+        compiled.expect(frozen_elements(h))
         self.raw = _Streams(c, auto_drop=False)
         self.cursors: dict[int, dict[int, int]] = {}  # tensor -> {stream: byte offset}
         self.users = [0] * len(h.streams)  # tensors that still have to take bytes from each stream

@@ -37,7 +37,7 @@ from fzpack.container.layout import (
 )
 from fzpack.container.tree import TreeDecoder
 from fzpack.errors import CodecError, FormatError, FzpackError
-from fzpack.generator import InitSpec, generate, random_mask, random_mask_rows
+from fzpack.generator import InitSpec, compiled, generate, random_mask, random_mask_rows
 from fzpack.pack import TREE_JSON, TREE_ZSTD, TREE_ZSTD_DICT
 from fzpack.tensor_bits import from_bytes
 
@@ -109,8 +109,14 @@ def unpack(data: bytes | memoryview | os.PathLike | str | Container, *, device: 
         return _unpack(c, device, progress)
 
 
+def frozen_elements(h: Header) -> int:
+    """Values a restore of this header regenerates (announced to the kernel choice, `compiled.expect`)."""
+    return sum(t.numel for t in h.tensors if t.kind == FROZEN)
+
+
 def _unpack(c: Container, device: str | torch.device, progress: Callable[[int], None] | None) -> Unpacked:
     header = c.header
+    compiled.expect(frozen_elements(header))
     _check_lossy(header, c)
     raw = _Streams(c)
     cursors = [0] * len(raw)
