@@ -16,8 +16,10 @@ with the default restore threads and with one; and `fzpack.restore_file` .fzp ->
 `torch.load(weights_only=True)` of the dense state dict from bytes; safetensors `load` (bytes) and
 `load_file` (disk); the time to a usable model: (a) `fzpack.load_model(model.fzp)`, (b)
 `torch.load` + `create_model(device="meta")` + `load_state_dict(assign=True)`, (c) safetensors
-`load_file` + the same construction; and the peak memory of each operation, run alone in a fresh process. Files
-live in a temporary directory and were just written, so they are in the page cache.
+`load_file` + the same construction; and the peak memory and one-shot time of each operation, run alone in a fresh process (under the
+default kernel choice, and with FZPACK_KERNEL=compiled), with the file page-cached and evicted
+(cold reads: fsync + posix_fadvise DONTNEED). The in-process (steady-state) timings use
+`--kernel` (default compiled). Files live in a temporary directory.
 
 With ``--device cuda`` each model is also restored onto the GPU (`fzpack.unpack(data, device=...)`:
 frozen weights regenerated there) after a check that it equals the CPU restore bit for bit, and
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -44,6 +47,7 @@ from safetensors.torch import save_file as st_save_file
 import fzpack
 from common import best_of, machine, md_table, write_section
 from fzpack.families.freezenet import select_frozen as freeze_
+from fzpack.generator.compiled import set_kernel
 from fzpack.models.registry import create_model
 from fzpack.restore import restore_file
 from fzpack.unpack import get_restore_threads, set_restore_threads, unpack
@@ -117,6 +121,9 @@ def model_from_safetensors(arch: str, paths: dict[str, Path]) -> torch.nn.Module
 
 MEMORY_OPS = {  # op -> (column title, reads the file into memory before the baseline)
     "restore": ("restore (unpack bytes)", True),
+    "restore_compiled": ("restore (unpack bytes), FZPACK_KERNEL=compiled", True),
+    "restore_path": ("fzpack.restore(path)", False),
+    "torch_load_path": ("torch.load(path)", False),
     "torch_load": ("torch.load (bytes)", True),
     "st_load": ("safetensors load (bytes)", True),
     "st_load_file": ("safetensors load_file", False),
@@ -167,21 +174,48 @@ def _warm_up() -> None:
         "w": {"init": {**spec.to_dict(), "scheme": "normal"}, "mask": mask}}}}).data)
 
 
-def worker(op: str, arch: str, d: Path) -> None:
+#: The file each operation reads (evicted from the page cache first in --cold mode).
+OP_FILE = {"restore": "fzp", "restore_compiled": "fzp", "restore_path": "fzp", "torch_load": "dense", "torch_load_path": "dense",
+           "st_load": "st", "st_load_file": "st", "model_fzp": "fzp", "model_pt": "dense", "model_st": "st", "compress": "ckpt"}
+#: Operations timed with cold reads (the files a user's program opens).
+COLD_OPS = ("restore_path", "torch_load_path", "st_load_file", "model_fzp", "model_pt", "model_st")
+
+
+def evict(path: Path) -> None:
+    """Drop a file's pages from the page cache (posix_fadvise DONTNEED after fsync; no root needed)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def worker(op: str, arch: str, d: Path, cold: bool = False) -> None:
     import resource
 
+    from fzpack.generator import compiled
+
     paths = {"ckpt": d / f"{arch}.ckpt.pt", "dense": d / f"{arch}.pt", "st": d / f"{arch}.safetensors", "fzp": d / f"{arch}.fzp"}
-    _warm_up()
+    _warm_up()  # tiny inputs: under the default (auto) kernel choice this does not import numba
     data = None
     if MEMORY_OPS[op][1]:
-        data = {"restore": paths["fzp"], "torch_load": paths["dense"], "st_load": paths["st"]}[op].read_bytes()
+        data = paths[OP_FILE[op]].read_bytes()
+    if op == "restore_compiled":
+        compiled.set_kernel("compiled")  # after the warm-up: numba's import and cache load are charged to the op
+    if cold:
+        evict(paths[OP_FILE[op]])
     before = _status_kb("VmRSS")
     exact = before is not None and _reset_peak()
     if not exact:  # no /proc: ru_maxrss (which may still hold an earlier, higher peak)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    if op == "restore":
+    if op in ("restore", "restore_compiled"):
         result = unpack(data)
+    elif op == "restore_path":
+        result = fzpack.restore(paths["fzp"])
+    elif op == "torch_load_path":
+        result = torch.load(paths["dense"], weights_only=True)
     elif op == "torch_load":
         result = torch.load(io.BytesIO(data), weights_only=True)
     elif op == "st_load":
@@ -199,20 +233,31 @@ def worker(op: str, arch: str, d: Path) -> None:
     seconds = time.perf_counter() - t
     peak = _status_kb("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     del result
-    print(json.dumps({"op": op, "before_kb": before, "peak_kb": peak, "exact": exact, "seconds": seconds}))
+    print(json.dumps({"op": op, "before_kb": before, "peak_kb": peak, "exact": exact, "seconds": seconds,
+                      "kernel": compiled.active()}))
 
 
-def peak_memory(arch: str, d: Path) -> dict[str, float]:
-    """MB of peak RSS above the RSS right before each operation, one fresh process per operation."""
-    out = {}
+def _run_worker(op: str, arch: str, d: Path, cold: bool) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", op, "--arch", arch, "--dir", str(d)] + (["--cold"] if cold else [])
+    env = {k: v for k, v in os.environ.items() if k != "FZPACK_KERNEL"}  # the default choice (auto), as a user gets it
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode:
+        raise RuntimeError(f"worker {op} for {arch} failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def fresh_process(arch: str, d: Path, repeat: int) -> dict[str, dict[str, float]]:
+    """Each operation alone in a fresh process: peak RSS (MB above the RSS right before it) and its
+    one-shot time (s), page-cached; for COLD_OPS also the time with the file evicted first.
+    Times are the fastest of `repeat` fresh processes, memory that of the first."""
+    peak, once, cold = {}, {}, {}
     for op in MEMORY_OPS:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", op, "--arch", arch, "--dir", str(d)]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode:
-            raise RuntimeError(f"memory worker {op} for {arch} failed:\n{res.stderr[-2000:]}")
-        r = json.loads(res.stdout.strip().splitlines()[-1])
-        out[op] = (r["peak_kb"] - r["before_kb"]) / 1024
-    return out
+        runs = [_run_worker(op, arch, d, False) for _ in range(repeat)]
+        peak[op] = (runs[0]["peak_kb"] - runs[0]["before_kb"]) / 1024
+        once[op] = min(r["seconds"] for r in runs)
+        if op in COLD_OPS:
+            cold[op] = min(_run_worker(op, arch, d, True)["seconds"] for _ in range(repeat))
+    return {"peak_mb": peak, "once_s": once, "cold_s": cold}
 
 
 # ------------------------------------------------------------------------------------------
@@ -313,6 +358,9 @@ def measure(arch: str, args, d: Path) -> dict:
     data, dense, st = paths["fzp"].read_bytes(), paths["dense"].read_bytes(), paths["st"].read_bytes()
     r = args.repeat
     t = {}
+    # Steady state (a process that restores again and again) runs the compiled kernels; one-shot
+    # runs in fresh processes under the default choice are measured by fresh_process below.
+    set_kernel(args.kernel)
     log(f"{arch}: compress")
     t["compress"] = best_of(lambda: fzpack.compress(paths["ckpt"], d / "out.fzp"), repeat=max(1, r // 3))
     log(f"{arch}: restore")
@@ -339,8 +387,9 @@ def measure(arch: str, args, d: Path) -> dict:
     if arch == "vgg16-d":
         log(f"{arch}: restore breakdown")
         out["breakdown"] = restore_breakdown(data, r)
-    log(f"{arch}: peak memory (one fresh process per operation)")
-    out["peak_mb"] = peak_memory(arch, d)
+    log(f"{arch}: one-shot time and peak memory (one fresh process per operation), warm and cold reads")
+    out.update(fresh_process(arch, d, args.fresh_repeat))
+    set_kernel(None)
     return out
 
 
@@ -367,7 +416,8 @@ def report(results: list[dict], args) -> str:
     body = [
         "## Speed: restore vs torch.load and safetensors, time to a usable model, peak memory\n",
         "q = 0.99; masks from the saliency of one random batch (no dataset), trained entries and biases nudged; "
-        f"everything restored to the CPU; best of {args.repeat} runs after a warm-up (compress: best of {max(1, args.repeat // 3)}). "
+        f"everything restored to the CPU; best of {args.repeat} runs after a warm-up (compress: best of {max(1, args.repeat // 3)}), "
+        f"in one process with FZPACK_KERNEL={args.kernel} (steady state; one-shot runs in fresh processes are further down). "
         f"Restore = `fzpack.unpack` of the `.fzp` bytes (regeneration, mask decoding, object tree), with the default "
         f"{threads} restore thread(s) (`FZPACK_RESTORE_THREADS`) and with 1; torch.load / safetensors load the dense state dict. "
         "Files sit in a temporary directory and are in the page cache.\n",
@@ -390,6 +440,18 @@ def report(results: list[dict], args) -> str:
         "the from-bytes operations, after the file was read into memory. The result of the operation is still alive "
         "at the peak. (ru_maxrss is not used: in a child started by vfork/exec it can report the parent's peak.)\n",
         md_table(["model"] + [MEMORY_OPS[op][0] for op in MEMORY_OPS], mem_rows),
+        "\n### One-shot: the operation once in a fresh process (ms)\n",
+        "What a script or `fzpack restore` pays: the same fresh processes as the memory table (fastest of "
+        f"{args.fresh_repeat}), under the default kernel choice (auto: numpy until the work pays for numba's ~0.7 s "
+        "import, `fzpack.generator.compiled`) and with FZPACK_KERNEL=compiled (numba's import and cache load "
+        "included). Page-cached files, and cold: the file evicted from the page cache (fsync + posix_fadvise "
+        "DONTNEED) just before the operation.\n",
+        md_table(["model", "restore bytes (auto)", "restore bytes (compiled)", "torch.load bytes", "restore(path)", "torch.load(path)",
+                  "restore(path) cold", "torch.load(path) cold", "safetensors load_file cold", "(a) load_model cold",
+                  "(b) dense .pt model cold", "(c) safetensors model cold"],
+                 [[r["arch"]] + [ms(r["once_s"][op]) for op in ("restore", "restore_compiled", "torch_load", "restore_path", "torch_load_path")]
+                  + [ms(r["cold_s"][op]) for op in ("restore_path", "torch_load_path", "st_load_file", "model_fzp", "model_pt", "model_st")]
+                  for r in results]),
     ]
     if args.device != "cpu":
         body.append(f"\n### Straight onto {args.device} (ms; each run ends with a synchronisation)\n")
@@ -422,15 +484,19 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print every measured number as JSON")
     ap.add_argument("--device", default="cpu", help="also restore onto this device, e.g. cuda (prints only; default cpu: off)")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS), help="models to measure (default: all)")
+    ap.add_argument("--kernel", default="compiled", choices=["compiled", "numpy", "auto"],
+                    help="CPU kernels for the steady-state (repeated, in-process) timings (default: compiled)")
     ap.add_argument("--worker", choices=list(MEMORY_OPS), help=argparse.SUPPRESS)
+    ap.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--arch", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker, args.arch, Path(args.dir))
+        worker(args.worker, args.arch, Path(args.dir), args.cold)
         return
     args.repeat = 2 if args.quick else 7
     args.batch = 16 if args.quick else 128
+    args.fresh_repeat = 1 if args.quick else 3
     args.write = not args.quick and args.models == list(MODELS) and args.device == "cpu"
     log(f"machine: {machine()}; restore threads: {get_restore_threads()}")
     with tempfile.TemporaryDirectory() as tmp:
