@@ -2,9 +2,10 @@
 
 The numpy decoder (`mask_decode.py`) finds each class's entries with whole-array passes and
 reads the bits through constriction; this one makes three compiled passes: (1) every entry's
-code (dead or class) and the count per class, (2) the ANS bits class by class, keeping only
-the ranks of the bits that read 1 (no per-entry bit array, no sort), (3) one walk that places
-those ranks, stopping after the last set entry. The header, level chains and every check are
+code (dead or class) and the count per class, (2) the ANS bits class by class into one byte
+each, (3) one walk that gives every entry the next bit of its class. Passes 2 and 3 have no
+branch on the bit values: FACTOR wins on masks of 10-60 % density, where such branches
+mispredict about every other entry (VGG16-D: placement 8.0 -> 4.2 ms). The header, level chains and every check are
 shared with the numpy decoder, so both accept and reject the same payloads.
 """
 
@@ -54,13 +55,11 @@ def decode_factor_fast(data: bytes, pos: int, shape: tuple[int, ...], context: n
     kernels.factor_classes(ctx, np.float32(scale), wlut, luts[0].astype(np.int64) if 0 in luts else _EMPTY_I64,
                            np.ascontiguousarray(rowtab, dtype=np.int64) if rowtab is not None else _EMPTY_I64,
                            int(model.base), d0, rowlen, codes, hist)
-    ranks = np.empty(count, dtype=np.int64)
-    starts = np.zeros(TABLE_SIZE + 2, dtype=np.int64)
-    r.top, r.state, ones = kernels.factor_read(r.words, r.top, r.state, hist, _TABLE64, count, ranks, starts)
+    bits = np.zeros(int(hist[1:].sum()) + 1, dtype=np.uint8)  # + the 0 byte dead entries read
+    r.top, r.state, ones = kernels.factor_read_bits(r.words, r.top, r.state, hist, _TABLE64, bits)
     if ones != count:
         raise CodecError(f"decoded mask has {'more than ' if ones > count else ''}{min(ones, count)} entries set, expected {count}")
-    out = np.zeros(n, dtype=bool)
-    positions = np.empty(count, dtype=np.int64)
-    kernels.factor_place(codes, ranks, starts, ones, out, positions)
+    out = np.empty(n, dtype=bool)
+    kernels.factor_place_bits(codes, bits, hist, out.view(np.uint8))
     r.finish()
-    return out, positions
+    return out, np.flatnonzero(out)

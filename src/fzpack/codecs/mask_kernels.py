@@ -36,12 +36,13 @@ def _bit(words, top, state, m):
     """One bit of probability m / 2**16 (spec section 2): (bit, top, state)."""
     p0 = _U64((((65536 - m) * 16777214) >> 16) + 1)  # constriction's perfect=False 24-bit mass of 0
     q = state & _LOW24
-    if q < p0:
-        bit = 0
-        state = p0 * (state >> _SH24) + q
-    else:
-        bit = 1
-        state = (_ONE24 - p0) * (state >> _SH24) + (q - p0)
+    # Selects instead of an if/else on the bit: on masks of 20-60 % density a branch would
+    # mispredict about every other bit.
+    one = q >= p0
+    start = p0 if one else _U64(0)
+    size = (_ONE24 - p0) if one else p0
+    bit = 1 if one else 0
+    state = size * (state >> _SH24) + (q - start)
     if state < _WORD_LIMIT and top > 0:
         top -= 1
         state = (state << _SH32) | _U64(words[top])
@@ -166,28 +167,40 @@ def factor_read(words, top_in, state_in, hist, table, count, ranks, starts):
 
 
 @njit(**_JIT)
-def factor_place(codes, ranks, starts, ones, out, positions):
-    """Set out[i] for the entries whose rank within their class is in `ranks` (factor_read's output),
-    and list those i in positions[:ones] (increasing)."""
-    seen = np.zeros(starts.size, dtype=np.int64)
-    nxt = starts.copy()
-    stop = starts.copy()
-    stop[:-1] = starts[1:]
-    target = np.full(starts.size, -1, dtype=np.int64)  # the next rank to place per code (-1: none)
-    for c in range(starts.size - 1):
-        if nxt[c] < stop[c]:
-            target[c] = ranks[nxt[c]]
-    placed = 0
+def factor_read_bits(words, top_in, state_in, hist, table, bits):
+    """Read the mask bits class by class (spec 6.3) into bits[0 : live] (class order, one byte each).
+
+    Branch-free on the bit values. Returns (top, state, ones): the reader state after the last
+    bit, and how many bits read 1.
+    """
+    top, state = np.int64(top_in), _U64(state_in)  # a Python int state would type as int64
+    ones = 0
+    j = 0
+    for c in range(1, hist.size):
+        m = table[c - 1]
+        for _ in range(hist[c]):
+            bit, top, state = _bit(words, top, state, m)
+            bits[j] = bit
+            ones += bit
+            j += 1
+    return top, state, ones
+
+
+@njit(**_JIT)
+def factor_place_bits(codes, bits, hist, out):
+    """out[i] = the next unread bit of entry i's class (factor_read_bits' order); dead entries are 0.
+
+    bits holds one extra 0 byte at its end, which every dead entry (code 0) reads, so the loop has
+    no branch: on dense masks the rank comparison of factor_place mispredicted about every other entry.
+    """
+    cursor = np.empty(hist.size, dtype=np.int64)
+    cursor[0] = bits.size - 1
+    acc = 0
+    for c in range(1, hist.size):
+        cursor[c] = acc
+        acc += hist[c]
     for i in range(codes.size):
         c = codes[i]
-        rank = seen[c]
-        seen[c] = rank + 1  # code 0 (dead) counts too: harmless, and no branch on it
-        if rank == target[c] and c != 0:
-            out[i] = True
-            positions[placed] = i
-            p = nxt[c] + 1
-            nxt[c] = p
-            target[c] = ranks[p] if p < stop[c] else -1
-            placed += 1
-            if placed == ones:
-                break
+        j = cursor[c]
+        out[i] = bits[j]
+        cursor[c] = j + (c != 0)
