@@ -191,7 +191,7 @@ def factor_place_bits(codes, bits, hist, out):
     """out[i] = the next unread bit of entry i's class (factor_read_bits' order); dead entries are 0.
 
     bits holds one extra 0 byte at its end, which every dead entry (code 0) reads, so the loop has
-    no branch: on dense masks the rank comparison of factor_place mispredicted about every other entry.
+    no branch: on dense masks a comparison per entry (the earlier rank walk) mispredicted about every other one.
     """
     cursor = np.empty(hist.size, dtype=np.int64)
     cursor[0] = bits.size - 1
