@@ -121,8 +121,11 @@ def _unpack(c: Container, device: str | torch.device, progress: Callable[[int], 
     raw = _Streams(c)
     cursors = [0] * len(raw)
     banks = dict(header.banks)
+    pool = _pool_for([t for t in header.tensors if t.kind == FROZEN], device)
     # Phase 1 (sequential, cheap): slice every tensor's bytes in table order. An error stops the
     # walk; it is raised only after the tensors before it were built (their errors come first).
+    # With a pool, frozen tensors' values are only located here: their streams are decoded in
+    # phase 2 by this thread while the pool regenerates and decodes masks.
     plan: list[Any] = []
     error: FormatError | None = None
     for t in header.tensors:
@@ -130,7 +133,7 @@ def _unpack(c: Container, device: str | torch.device, progress: Callable[[int], 
             if t.kind == ALIAS:
                 plan.append(None)
             elif t.kind == FROZEN:
-                job = _plan_frozen(header, t, raw, cursors)
+                job = _plan_frozen(header, t, raw, cursors, defer=pool is not None)
                 plan.append(job)
                 if job.error is not None:
                     break
@@ -141,11 +144,10 @@ def _unpack(c: Container, device: str | torch.device, progress: Callable[[int], 
             break
     # Phase 2: rebuild the frozen tensors (independent of each other), collected in table order.
     jobs = [j for j in plan if isinstance(j, _FrozenJob)]
-    pool = _pool_for(jobs, device)
     try:
         if pool is not None:  # largest first: balances the threads
             for j in sorted(jobs, key=lambda j: -j.t.numel):
-                j.future = pool.submit(_frozen, header, j, banks, device)
+                j.future = pool.submit(_rebuild, header, j, banks, device)
         tensors: list[torch.Tensor] = []
         masks: dict[int, torch.Tensor] = {}
         deltas: dict[int, torch.Tensor] = {}
@@ -154,8 +156,14 @@ def _unpack(c: Container, device: str | torch.device, progress: Callable[[int], 
             if item is None:
                 tensors.append(tensors[t.target])
             elif isinstance(item, _FrozenJob):
-                out, mask, delta = item.future.result() if item.future is not None else _frozen(header, item, banks, device)
-                item.future = None
+                if item.future is None:
+                    out, mask, delta = _frozen(header, item, banks, device)
+                else:
+                    rebuilt = item.future.result()
+                    item.future = None
+                    if item.values_at is not None:
+                        item.values = raw.take_deferred(item.values_at, cursors)
+                    out, mask, delta = _finish(item, rebuilt)
                 tensors.append(out)
                 masks[i] = mask
                 if delta is not None:
@@ -177,10 +185,10 @@ def _unpack(c: Container, device: str | torch.device, progress: Callable[[int], 
     return Unpacked(header=header, tensors=tensors, masks=masks, obj=obj, deltas=deltas)
 
 
-def _pool_for(jobs: list[Any], device: Any) -> ThreadPoolExecutor | None:
-    """A pool for a large CPU restore (else None: the tensors are built on this thread)."""
-    threads = min(_restore_threads, len(jobs))
-    if threads < 2 or sum(j.t.numel for j in jobs) < PARALLEL_MIN_ELEMENTS:
+def _pool_for(frozen: list[TensorEntry], device: Any) -> ThreadPoolExecutor | None:
+    """A pool for a large CPU restore of these frozen tensors (else None: they are built on this thread)."""
+    threads = min(_restore_threads, len(frozen))
+    if threads < 2 or sum(t.numel for t in frozen) < PARALLEL_MIN_ELEMENTS:
         return None
     try:
         if torch.device(device).type != "cpu":
@@ -212,6 +220,7 @@ class _Streams:
         self._cache: dict[int, bytes | memoryview] = {}
         self._decoded: set[int] = set()
         self._dropped: set[int] = set()
+        self._deferred: dict[int, int] = {}  # stream -> slices located but not taken yet
 
     def __len__(self) -> int:
         return len(self._c.header.streams)
@@ -234,8 +243,21 @@ class _Streams:
         return isinstance(data, memoryview) and not data.readonly
 
     def done_with(self, i: int, cursors: list[int]) -> None:
-        if self._auto and cursors[i] == self._c.header.streams[i].raw_length and self._c.header.streams[i].role != ROLE_INDEX:
+        if (self._auto and not self._deferred.get(i) and cursors[i] == self._c.header.streams[i].raw_length
+                and self._c.header.streams[i].role != ROLE_INDEX):
             self.drop(i)
+
+    def defer(self, i: int) -> None:
+        """A slice of stream ``i`` will be taken later (`take_deferred`): keep the stream until then."""
+        self._deferred[i] = self._deferred.get(i, 0) + 1
+
+    def take_deferred(self, at: tuple[int, int, int], cursors: list[int]) -> bytes | memoryview:
+        """The slice ``(stream, offset, bytes)`` located by `defer` (decoding the stream on first use)."""
+        i, start, n = at
+        data = self[i][start : start + n]  # lengths were validated against the header already
+        self._deferred[i] -= 1
+        self.done_with(i, cursors)
+        return data
 
     def drop(self, i: int) -> None:
         self._cache.pop(i, None)
@@ -305,17 +327,26 @@ class _FrozenJob:
     t: TensorEntry
     spec: InitSpec
     mask_payload: bytes | None  # None: the mask comes from the seed
-    values: bytes  # k + n_exceptions values (numel if dense)
+    values: bytes | None  # k + n_exceptions values (numel if dense); None until `values_at` is taken
     deltas: np.ndarray | None  # exception position deltas (decoded varints)
     error: FormatError | None = None  # bad exception bytes: raised after the mask, where the exceptions are checked
-    future: Future | None = None
+    future: Future | None = None  # the pool's regeneration + mask decoding (`_rebuild`)
+    values_at: tuple[int, int, int] | None = None  # (stream, offset, bytes): values taken later (see _Streams.defer)
 
 
-def _plan_frozen(h: Header, t: TensorEntry, raw: list[bytes], cursors: list[int]) -> _FrozenJob:
+def _plan_frozen(h: Header, t: TensorEntry, raw: list[bytes], cursors: list[int], defer: bool = False) -> _FrozenJob:
+    """Slice one frozen tensor's bytes; with ``defer`` its values are only located (``values_at``),
+    so their stream is decoded later, while the pool already regenerates and decodes masks."""
     spec = _spec(h, t)
     payload = None if t.flags & FLAG_MASK_FROM_SEED else _take(raw, cursors, t.mask_stream, t.mask_length)
     count = t.numel if t.flags & FLAG_DENSE else t.k + t.n_exceptions
-    job = _FrozenJob(t, spec, payload, _take(raw, cursors, t.stream, count * itemsize(t.dtype)), None)
+    nbytes = count * itemsize(t.dtype)
+    if defer and isinstance(raw, _Streams):
+        job = _FrozenJob(t, spec, payload, None, None, values_at=(t.stream, cursors[t.stream], nbytes))
+        raw.defer(t.stream)
+        cursors[t.stream] += nbytes
+    else:
+        job = _FrozenJob(t, spec, payload, _take(raw, cursors, t.stream, nbytes), None)
     if not t.flags & FLAG_DENSE and t.n_exceptions:
         try:
             job.deltas, cursors[t.index_stream] = decode_varints(raw[t.index_stream], cursors[t.index_stream], t.n_exceptions,
@@ -331,7 +362,24 @@ def _values(t: TensorEntry, data: bytes, shape: tuple[int, ...]) -> torch.Tensor
     return from_bytes(data, t.dtype, shape)
 
 
+@dataclass
+class _Rebuilt:
+    """What `_rebuild` made of a frozen tensor: the regenerated R (float32), its mask, and the
+    flat positions of the trained entries (numpy on the CPU, a tensor on `dev` elsewhere; None: from the mask)."""
+
+    regen32: torch.Tensor
+    mask: torch.Tensor
+    mask_np: np.ndarray | None
+    positions: Any
+    on_cpu: bool
+
+
 def _frozen(h: Header, job: _FrozenJob, banks: dict[str, int], device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    return _finish(job, _rebuild(h, job, banks, device))
+
+
+def _rebuild(h: Header, job: _FrozenJob, banks: dict[str, int], device: Any) -> _Rebuilt:
+    """The part of a frozen tensor that needs no values stream: regeneration and mask decoding."""
     t, spec = job.t, job.spec
     regen32 = generate(spec, h.seed, t.name, t.shape, dtype=torch.float32, device=device, banks=banks)
     dev = regen32.device
@@ -355,6 +403,15 @@ def _frozen(h: Header, job: _FrozenJob, banks: dict[str, int], device: Any) -> t
             raise FormatError(f"tensor {t.name!r}: mask: {e}") from e
         # on the host, where the restored checkpoint keeps its masks (see _tree)
         mask = torch.from_numpy(np.ascontiguousarray(mask_np, dtype=np.bool_)).reshape(t.shape)
+    return _Rebuilt(regen32, mask, mask_np, positions, on_cpu)
+
+
+def _finish(job: _FrozenJob, r: _Rebuilt) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Write the trained values (and exceptions) into the rebuilt tensor: (tensor, mask, stored offsets)."""
+    t = job.t
+    regen32, mask, mask_np, positions, on_cpu = r.regen32, r.mask, r.mask_np, r.positions, r.on_cpu
+    dev = regen32.device
+    assert job.values is not None
     if t.flags & FLAG_DENSE:
         return _values(t, job.values, t.shape).to(dev), mask, None
     if on_cpu and positions is None:
