@@ -97,3 +97,35 @@ def test_unknown_backend_or_device_is_an_fzpack_error() -> None:
         random_mask(0, "w", (4,), 1, backend="cupy")
     with pytest.raises(FzpackError):
         random_mask(0, "w", (4,), 1, device="no-such-device")
+
+
+def _exact_smallest(keys: np.ndarray, k: int) -> np.ndarray:
+    """The rule itself: the first k indices of the keys sorted by (key, index)."""
+    chosen = np.zeros(keys.size, dtype=bool)
+    chosen[np.argsort(keys, kind="stable")[:k]] = True
+    return chosen
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(1, 400), data=st.data(),
+       kind=st.sampled_from(["uniform", "ties", "large-keys", "small-keys", "constant"]))
+def test_selection_fast_path_and_fallback_follow_the_rule(n: int, data, kind: str) -> None:
+    """select_smallest / select_smallest_rows take a candidate shortcut that is only valid when
+    enough keys fall below a bound: keys built to miss it (all large), to crowd it (all small),
+    and with many ties must give the rule's answer too."""
+    from fzpack.generator.mask import select_smallest_rows
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    top = np.iinfo(np.uint64).max
+    keys = {"uniform": lambda: rng.integers(0, top, n, dtype=np.uint64, endpoint=True),
+            "ties": lambda: rng.integers(0, 4, n).astype(np.uint64) << np.uint64(62),
+            "large-keys": lambda: top - rng.integers(0, 1000, n).astype(np.uint64),
+            "small-keys": lambda: rng.integers(0, 1000, n).astype(np.uint64),
+            "constant": lambda: np.full(n, 7, dtype=np.uint64)}[kind]()
+    k = data.draw(st.integers(0, n))
+    assert np.array_equal(select_smallest(keys, k), _exact_smallest(keys, k))
+    rows = data.draw(st.sampled_from([d for d in range(1, n + 1) if n % d == 0]))
+    grid = keys.reshape(rows, n // rows)
+    counts = [data.draw(st.integers(0, n // rows)) for _ in range(rows)]
+    want = np.stack([_exact_smallest(grid[r], c) for r, c in enumerate(counts)])
+    assert np.array_equal(select_smallest_rows(grid, counts), want)

@@ -56,13 +56,65 @@ def mask_keys(key: tuple[int, int], n: int) -> np.ndarray:
     return out[:n]
 
 
+def _candidate_bound(count: int, width: int) -> int:
+    """A key bound below which, for i.i.d. uniform 64-bit keys, a row of `width` holds its `count`
+    smallest keys with overwhelming probability (mean count + 8 sigma + 32 expected below it).
+
+    Only speed depends on it: a row with fewer candidates than `count` is selected exactly."""
+    want = count + 8.0 * math.sqrt(count) + 32.0
+    return (1 << 64) - 1 if want >= width else min(int(want / width * 2.0**64), (1 << 64) - 1)
+
+
 def select_smallest(keys: np.ndarray, k: int) -> np.ndarray:
-    """Boolean array marking the k smallest entries of `keys` (uint64), ties to the lower index."""
+    """Boolean array marking the k smallest entries of `keys` (uint64), ties to the lower index.
+
+    The keys at or below `_candidate_bound` are the candidates (one pass over the keys); when there
+    are at least k of them they hold the k smallest, which a stable sort of the candidates alone
+    finds. Otherwise (never for random keys, always correct) the whole array is partitioned.
+    """
     n = keys.size
     chosen = np.zeros(n, dtype=bool)
     if k == 0:
         return chosen
     if k == n:
+        chosen[:] = True
+        return chosen
+    cand = np.flatnonzero(keys <= np.uint64(_candidate_bound(k, n)))
+    if cand.size >= k:  # they include the k smallest; a stable sort keeps index order among ties
+        chosen[cand[np.argsort(keys[cand], kind="stable")[:k]]] = True
+        return chosen
+    return _select_exact(keys, k, chosen)
+
+
+def select_smallest_rows(keys: np.ndarray, counts: Sequence[int]) -> np.ndarray:
+    """Per row of the 2-D uint64 `keys`, mark its counts[r] smallest entries (ties to the lower index).
+
+    Candidates as in `select_smallest`, per row; one stable sort orders them by (row, key, index).
+    Rows with too few candidates are selected exactly.
+    """
+    rows, width = keys.shape
+    chosen = np.zeros((rows, width), dtype=bool)
+    need = np.asarray(counts, dtype=np.int64)
+    bounds = np.array([_candidate_bound(int(c), width) for c in need], dtype=np.uint64)
+    cand = np.flatnonzero(keys <= bounds[:, None])  # row-major: grouped by row, in index order
+    row = cand // width
+    have = np.bincount(row, minlength=rows)
+    order = np.lexsort((keys.reshape(-1)[cand], row))  # by row, then key; stable, so ties by index
+    starts = np.concatenate([[0], np.cumsum(have)[:-1]])
+    rank = np.arange(cand.size) - starts[row[order]]
+    ok = have >= need
+    take = order[(rank < need[row[order]]) & ok[row[order]]]
+    chosen.reshape(-1)[cand[take]] = True
+    for r in np.flatnonzero(~ok):
+        _select_exact(keys[r], int(need[r]), chosen[r])
+    return chosen
+
+
+def _select_exact(keys: np.ndarray, k: int, chosen: np.ndarray) -> np.ndarray:
+    """Mark in `chosen` the k smallest keys (0 <= k <= keys.size) by a full partition; returns `chosen`."""
+    if k == 0:
+        return chosen
+    if k == keys.size:
         chosen[:] = True
         return chosen
     threshold = np.partition(keys, k - 1)[k - 1]  # the k-th smallest key
@@ -176,11 +228,7 @@ def random_mask_rows(
             return torch.zeros(dims, dtype=torch.bool, device=dev)
         counts = row_counts(rows, k)
         if backend == "numpy":
-            keys = mask_keys(key, n).reshape(rows, width)
-            order = np.argsort(keys, axis=1, kind="stable")  # stable: equal keys keep index order
-            take = np.arange(width)[None, :] < np.array(counts)[:, None]  # rank j < k_r
-            chosen = np.zeros((rows, width), dtype=bool)
-            np.put_along_axis(chosen, order, take, axis=1)
+            chosen = select_smallest_rows(mask_keys(key, n).reshape(rows, width), counts)
             return torch.from_numpy(chosen).reshape(dims).to(dev)
         keys = (philox_torch(key, 0, -(-n // 4), device=dev)[:n] ^ _SIGN64).reshape(rows, width)
         order = torch.sort(keys, dim=1, stable=True).indices
