@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from safetensors.torch import load as st_load
 from safetensors import safe_open
 
 import fzpack
+
 import fzpack.stream_restore as stream_restore
 from fzpack.equality import tree_differences
 from fzpack.errors import FzpackError
@@ -21,6 +23,12 @@ from fzpack.pack import pack_file
 from fzpack.restore import restore_file, to_safetensors_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def always_stream(monkeypatch):
+    """These tests are about the streamed writer: small files take it too (see test_small_pt_in_memory)."""
+    monkeypatch.setattr(importlib.import_module("fzpack.restore"), "IN_MEMORY_PT_BYTES", -1)
 FILES = sorted(p.relative_to(ROOT / "formats" / "vectors").as_posix() for p in (ROOT / "formats" / "vectors").rglob("*.fzp"))
 
 
@@ -177,3 +185,16 @@ def test_the_streamed_budget_counts_streams_held_across_tensors_and_frozen_masks
     masks = sum(t.numel for t in h.tensors if t.kind == 1)
     assert masks > 0 and streamed_bytes(h) >= masks + sum(t.numel * t.dtype.itemsize for t in h.tensors if t.kind != 2)
     assert streamed_bytes(h) <= restored_bytes(h) + masks + max(t.numel * t.dtype.itemsize for t in h.tensors)
+
+
+def test_small_pt_in_memory_equals_the_streamed_file(tmp_path, monkeypatch):
+    """Small checkpoints are restored in memory and written by torch.save (no FakeTensorMode, whose
+    first use imports dynamo and sympy): the file loads to the same checkpoint as the streamed one."""
+    src = ROOT / "formats" / "vectors" / "frozen_normal.fzp"
+    restore_file(src, tmp_path / "streamed.pt")
+    code = ("import sys; from fzpack.restore import restore_file; restore_file(sys.argv[1], sys.argv[2]); "
+            "assert 'torch._dynamo' not in sys.modules, 'FakeTensorMode used'")
+    out = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "memory.pt")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    a, b = (torch.load(tmp_path / n, weights_only=True) for n in ("streamed.pt", "memory.pt"))
+    assert tree_differences(a, b) == [] and tree_differences(fzpack.restore(src), b) == []

@@ -63,7 +63,9 @@ def restore_file(src: str | os.PathLike, dst: str | os.PathLike | None = None, *
 
     Both formats are written one tensor at a time (:mod:`fzpack.stream_restore`): the process
     holds about one decoded stream and one tensor, never the whole checkpoint, and ``max_bytes``
-    bounds the output plus that working set (formats/fzpack-v1.md section 6, step 5).
+    bounds the output plus that working set (formats/fzpack-v1.md section 6, step 5). A `.pt`
+    of at most `IN_MEMORY_PT_BYTES` decoded bytes that fits ``max_bytes`` whole is restored in
+    memory and written by ``torch.save`` instead (the streamed writer's first use costs ~1.4 s).
     """
     from fzpack.container.file import open_container, streamed_bytes
     from fzpack.stream_restore import torch_streaming_available, write_pt, write_safetensors
@@ -73,7 +75,9 @@ def restore_file(src: str | os.PathLike, dst: str | os.PathLike | None = None, *
     if not Path(src).is_file():
         raise FzpackError(f"no such file: {src}")
     dst = Path(dst) if dst is not None else Path(src).with_suffix(".pt" if format == "pt" else ".safetensors")
-    if format == "pt" and not torch_streaming_available():  # a torch without the serializer internals used below
+    if format == "pt" and (not torch_streaming_available() or _small_enough_in_memory(Path(src), max_bytes)):
+        # a torch without the serializer internals used below, or a checkpoint small enough that
+        # holding it beats importing the FakeTensor machinery the streamed writer needs (~1.3 s once)
         un = unpack(Path(src), max_bytes=max_bytes)
         write_atomic(dst, lambda f: torch.save(un.obj, f))
         return RestoreReport(output=str(dst), format=format, output_bytes=dst.stat().st_size, tensors=len(un.tensors))
@@ -83,6 +87,30 @@ def restore_file(src: str | os.PathLike, dst: str | os.PathLike | None = None, *
         count: list[int] = []
         write_atomic(dst, lambda f: count.append(writer(c, f)))
     return RestoreReport(output=str(dst), format=format, output_bytes=dst.stat().st_size, tensors=count[0])
+
+
+#: `restore -o x.pt` restores checkpoints up to this many decoded bytes in memory and writes them
+#: with torch.save; larger ones stream (fzpack.stream_restore), whose placeholders need torch's
+#: FakeTensorMode, whose first use imports torch._dynamo and sympy (~1.4 s). Holding 64 MiB costs
+#: less than that wait; larger files keep the streamed bound on memory.
+IN_MEMORY_PT_BYTES = 64 << 20
+
+
+def _small_enough_in_memory(src: Path, max_bytes: int) -> bool:
+    import sys
+
+    from fzpack.container.file import open_container
+    from fzpack.container.layout import ALIAS, FROZEN, itemsize
+
+    if "torch._dynamo" in sys.modules:  # what a first FakeTensorMode pulls in (with sympy): already paid for
+        return False
+    try:  # under the in-memory budget; a file over it (or a broken one) takes the streamed path, which reports it
+        with open_container(src, max_bytes) as c:
+            total = sum(t.numel * (itemsize(t.dtype) + (1 if t.kind == FROZEN else 0))  # + a frozen tensor's bool mask
+                        for t in c.header.tensors if t.kind != ALIAS)
+    except FzpackError:
+        return False
+    return total <= IN_MEMORY_PT_BYTES
 
 
 def to_safetensors_bytes(obj: Any) -> bytes:
