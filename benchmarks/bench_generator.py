@@ -45,8 +45,6 @@ median shows the noise of the machine. Only the warm-up run is untimed.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import json
 import math
 import os
@@ -78,10 +76,6 @@ BANK_NAME = "bench.bank"
 BANK_FRACTION = 16
 MASK_FRACTION = 0.01
 SEED = 1
-#: glibc mallopt parameters and the values set: every allocation of at least 1 MiB is a fresh mmap;
-#: free heap memory is returned to the system only above 64 MiB (what glibc's dynamic rule reaches).
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD, TRIM_THRESHOLD = 1 << 20, 64 << 20
 #: docs/results.md section; the name is historical (bench_format.py's speed section wrote it first).
 SECTION = "format-speed"
 
@@ -91,29 +85,6 @@ def vgg16d_weight_shapes() -> list[tuple[str, tuple[int, ...]]]:
     shapes = [(f"features.{i}.weight", (cout, cin, 3, 3)) for i, (cin, cout) in enumerate(CONV_CHANNELS)]
     shapes += [(f"classifier.{i}.weight", (cout, cin)) for i, (cin, cout) in enumerate(LINEAR)]
     return shapes
-
-
-def pin_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> int | None:
-    """Make every allocation of at least `nbytes` a fresh mmap (glibc), so each run writes new pages.
-
-    A restore writes its 61 MB of outputs into pages the process never touched, paying first-touch
-    page faults. glibc's default mmap threshold is dynamic: once a large block is freed, blocks of up
-    to that size (up to 32 MiB) come from the heap, so a benchmark run would often refill the pages the
-    previous run just freed, and some rows would pay the page faults and others not (the same 16-tensor
-    copy measured 5.5 ms in one run and 20 ms in another). A fixed threshold (which also stops the dynamic adjustment) makes
-    every output >= 1 MiB (all but ~1 MB of VGG16-D) a fresh mapping. Smaller scratch buffers (numpy
-    kernel chunks, dct temporaries) still come from the heap, and the trim threshold is raised to
-    64 MiB so that their pages stay mapped between uses, as under the dynamic rule (a fixed mmap
-    threshold leaves the trim threshold at 128 KiB, which made the numpy dct 4x slower by handing its
-    temporaries back to the system after every chunk). Returns the mmap threshold set, or None where
-    mallopt is unavailable (non-glibc).
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-        return nbytes if libc.mallopt(M_MMAP_THRESHOLD, nbytes) == 1 and ok else None
-    except (OSError, AttributeError):
-        return None
 
 
 def mask_k(shape: tuple[int, ...]) -> int:
@@ -388,6 +359,8 @@ def main() -> int:
         parser.error(f"the compiled kernel is unavailable ({compiled.unavailable_reason()}); use --kernels numpy")
     if args.repeats < 1 or args.numpy_repeats < 1:
         parser.error("--repeats and --numpy-repeats must be positive")
+
+    from common import pin_mmap_threshold
 
     mmap_threshold = pin_mmap_threshold()
     info = measure(dists, kernels, threads, args.repeats, args.numpy_repeats, progress=not args.json)

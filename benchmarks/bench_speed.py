@@ -45,7 +45,7 @@ from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save_file as st_save_file
 
 import fzpack
-from common import best_of, machine, md_table, write_section
+from common import best_of, machine, md_table, pin_mmap_threshold, write_section
 from fzpack.families.freezenet import select_frozen as freeze_
 from fzpack.generator.compiled import set_kernel
 from fzpack.models.registry import create_model
@@ -58,7 +58,10 @@ MODELS = {
     "vgg16-d": ((3, 32, 32), 10),
     "resnet34-tiny": ((3, 64, 64), 200),
 }
-GOAL = 1.5  # the issue: restoring VGG16-D may take at most 1.5 x torch.load of its dense checkpoint
+#: glibc's largest mmap threshold (32 MiB on 64-bit): below it, freed blocks are reused by later runs.
+RECYCLE_MMAP_THRESHOLD = 32 << 20
+#: The issue's targets: restore in at most this many times torch.load of the dense checkpoint.
+TARGETS = {"vgg16-d": 1.5, "resnet34-tiny": 1.5, "lenet5-caffe": 3.0}
 _T0 = time.perf_counter()
 
 
@@ -374,6 +377,16 @@ def measure(arch: str, args, d: Path) -> dict:
         t["restore_1t"] = best_of(lambda: unpack(data), repeat=r)
     finally:
         set_restore_threads(before)
+    if args.mmap_threshold:  # the same three timings when repeated runs recycle the pages earlier runs freed
+        pin_mmap_threshold(RECYCLE_MMAP_THRESHOLD)
+        try:
+            t["recycled_restore"] = best_of(lambda: unpack(data), repeat=r)
+            t["recycled_torch_load"] = best_of(lambda: torch.load(io.BytesIO(dense), weights_only=True), repeat=r)
+            set_restore_threads(1)
+            t["recycled_restore_1t"] = best_of(lambda: unpack(data), repeat=r)
+        finally:
+            set_restore_threads(before)
+            pin_mmap_threshold(args.mmap_threshold)
     t["restore_file"] = best_of(lambda: restore_file(paths["fzp"], d / "restored.pt"), repeat=max(1, r // 2))
     log(f"{arch}: torch.load / safetensors")
     t["torch_load"] = best_of(lambda: torch.load(io.BytesIO(dense), weights_only=True), repeat=r)
@@ -423,12 +436,25 @@ def report(results: list[dict], args) -> str:
         f"in one process with FZPACK_KERNEL={args.kernel} (steady state; one-shot runs in fresh processes are further down). "
         f"Restore = `fzpack.unpack` of the `.fzp` bytes (regeneration, mask decoding, object tree), with the default "
         f"{threads} restore thread(s) (`FZPACK_RESTORE_THREADS`) and with 1; torch.load / safetensors load the dense state dict. "
-        "Files sit in a temporary directory and are in the page cache.\n",
+        "Files sit in a temporary directory and are in the page cache. "
+        + ("glibc's mmap threshold is fixed at 1 MiB (`mallopt`, benchmarks/common.py `pin_mmap_threshold`), so every "
+           "run of every loader writes its tensors into freshly mapped pages (first-touch page faults included, as in a "
+           "one-shot process), not into the pages the previous run freed.\n" if args.mmap_threshold else
+           "glibc's mmap threshold stayed dynamic (mallopt unavailable): runs may reuse the pages earlier runs freed.\n"),
         "### Sizes (bytes)\n",
         md_table(["model", "state-dict elements", "frozen weights", "dense .pt", "safetensors", ".fzp", "dense / .fzp"], size_rows),
         "\n### Compress / restore / load (ms)\n",
         md_table(["model", "compress", f"restore ({threads} thr)", "restore (1 thr)", "restore .fzp -> .pt file", "torch.load (bytes)",
                   "safetensors load (bytes)", "safetensors load_file", "restore / torch.load"], time_rows),
+        *([] if not args.mmap_threshold else [
+            "\n### Restore vs torch.load when repeated runs recycle freed pages (ms)\n",
+            "The same in-process runs with glibc's mmap threshold at 32 MiB: every tensor of these models is smaller, so "
+            "a run reuses the pages the previous one freed and pays no first-touch page faults (a process that loads "
+            "the same model again and again). The table above is what a run on fresh pages costs.\n",
+            md_table(["model", f"restore ({threads} thr)", "restore (1 thr)", "torch.load (bytes)", "restore / torch.load"],
+                     [[r["arch"], ms(r["seconds"]["recycled_restore"]), ms(r["seconds"]["recycled_restore_1t"]),
+                       ms(r["seconds"]["recycled_torch_load"]), r["seconds"]["recycled_restore"] / r["seconds"]["recycled_torch_load"]]
+                      for r in results])]),
         "\n### Time to a usable model (ms; files on disk, page-cached)\n",
         "(a) `fzpack.load_model(model.fzp)`: read + regenerate + build the module; (b) `torch.load(weights_only=True)` + "
         "`create_model(device=\"meta\")` + `load_state_dict(assign=True)`; (c) safetensors `load_file` + the same construction. "
@@ -473,13 +499,19 @@ def report(results: list[dict], args) -> str:
             ["object tree (`_tree`)", ms(b["tree"]), f"{100 * b['tree'] / b['total']:.0f} %"],
             ["the rest (container header and checks, slicing, writing trained values)", ms(b["rest"]), f"{100 * b['rest'] / b['total']:.0f} %"],
             ["total", ms(b["total"]), "100 %"]]))
-        ratio = t["restore"] / t["torch_load"]
-        verdict = "is met" if ratio <= GOAL else "is not met"
-        body.append(f"\nGoal (restore VGG16-D in at most {GOAL}x the time of torch.load of its dense checkpoint) {verdict} on "
-                    f"this machine: restore {ms(t['restore']):.1f} ms ({threads} thread(s)) vs torch.load {ms(t['torch_load']):.1f} ms, "
-                    f"ratio {ratio:.2f} (1 thread: {t['restore_1t'] / t['torch_load']:.2f}). Time to a usable model: "
-                    f"{ms(t['model_fzp']):.1f} ms from the .fzp vs {ms(t['model_pt']):.1f} ms from the dense .pt "
-                    f"(ratio {t['model_fzp'] / t['model_pt']:.2f}).\n")
+        body.append(f"\nTime to a usable model, VGG16-D: {ms(t['model_fzp']):.1f} ms from the .fzp vs {ms(t['model_pt']):.1f} ms "
+                    f"from the dense .pt (ratio {t['model_fzp'] / t['model_pt']:.2f}).\n")
+    body.append("\n### The issue's targets: restore / torch.load\n")
+    rows = []
+    for r in results:
+        t, goal = r["seconds"], TARGETS[r["arch"]]
+        fresh = t["restore"] / t["torch_load"]
+        recycled = t["recycled_restore"] / t["recycled_torch_load"] if "recycled_restore" in t else float("nan")
+        once = r["once_s"]["restore"] / r["once_s"]["torch_load"]
+        rows.append([r["arch"], f"<= {goal}x", fresh, recycled, once,
+                     "met" if max(fresh, recycled) <= goal else "met on fresh pages only" if fresh <= goal else "missed"])
+    body.append(md_table(["model", "target", f"fresh pages ({threads} thr)", f"recycled pages ({threads} thr)",
+                          "one-shot process (auto)", "verdict"], rows))
     return "\n".join(body)
 
 
@@ -503,7 +535,10 @@ def main() -> None:
     args.batch = 16 if args.quick else 128
     args.fresh_repeat = 1 if args.quick else 3
     args.write = not args.quick and args.models == list(MODELS) and args.device == "cpu"
-    log(f"machine: {machine()}; restore threads: {get_restore_threads()}")
+    # Every allocation of 1 MiB or more a fresh mapping: each run (restore and loaders alike) writes
+    # pages it never touched, as a one-shot process does, instead of whatever the last run freed.
+    args.mmap_threshold = pin_mmap_threshold()
+    log(f"machine: {machine()}; restore threads: {get_restore_threads()}; mmap threshold {args.mmap_threshold}")
     with tempfile.TemporaryDirectory() as tmp:
         results = [measure(arch, args, Path(tmp)) for arch in args.models]
     body = report(results, args)

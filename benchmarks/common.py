@@ -6,6 +6,8 @@ produced it, the machine and the date, so a number in the docs can always be tra
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime as _dt
 import os
 import platform
@@ -79,3 +81,31 @@ def md_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" ---: " if i else " --- " for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+#: glibc mallopt parameters and the values set: every allocation of at least 1 MiB is a fresh mmap;
+#: free heap memory is returned to the system only above 64 MiB (what glibc's dynamic rule reaches).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD, TRIM_THRESHOLD = 1 << 20, 64 << 20
+
+def pin_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> int | None:
+    """Make every allocation of at least `nbytes` a fresh mmap (glibc), so each run writes new pages.
+
+    A restore writes its 61 MB of outputs into pages the process never touched, paying first-touch
+    page faults. glibc's default mmap threshold is dynamic: once a large block is freed, blocks of up
+    to that size (up to 32 MiB) come from the heap, so a benchmark run would often refill the pages the
+    previous run just freed, and some rows would pay the page faults and others not (the same 16-tensor
+    copy measured 5.5 ms in one run and 20 ms in another). A fixed threshold (which also stops the dynamic adjustment) makes
+    every output >= 1 MiB (all but ~1 MB of VGG16-D) a fresh mapping. Smaller scratch buffers (numpy
+    kernel chunks, dct temporaries) still come from the heap, and the trim threshold is raised to
+    64 MiB so that their pages stay mapped between uses, as under the dynamic rule (a fixed mmap
+    threshold leaves the trim threshold at 128 KiB, which made the numpy dct 4x slower by handing its
+    temporaries back to the system after every chunk). Returns the mmap threshold set, or None where
+    mallopt is unavailable (non-glibc).
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        return nbytes if libc.mallopt(M_MMAP_THRESHOLD, nbytes) == 1 and ok else None
+    except (OSError, AttributeError):
+        return None
