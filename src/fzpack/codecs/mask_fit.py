@@ -31,9 +31,10 @@ from fzpack.codecs.mask_models import (
 
 SAMPLE_CAP = 1 << 19  # masks up to this size are fitted exactly; larger ones on a sample
 #: Masks larger than this choose their factor set and level steps on a smaller sample (same rule,
-#: same seed), then fit, quantise and polish the chosen sets on the SAMPLE_CAP one: the choice
-#: rarely depends on the extra entries, and it was most of the encoding time of large masks.
-SEARCH_CAP = 1 << 16
+#: same seed), then fit, quantise and polish (one round) the chosen set on the SAMPLE_CAP one: the
+#: choice rarely depends on the extra entries, and it was most of the encoding time of large masks.
+SEARCH_CAP = 1 << 15
+POLISH_ROUNDS_FULL = 1  # after the finalists were polished twice on the search sample
 SAMPLE_SEED = 0x6D61736B
 NEWTON_SWEEPS = 6
 WARM_SWEEPS = 3
@@ -43,6 +44,7 @@ W_TOP_QUANTILE = 0.9995  # the 16 |W0| bins span [0, this quantile of |W0|]
 REFINE_TOP = 2  # factor sets that get the step search, polish and a real encode
 STEP_CHOICES = (5, 8, 12, 16, 24)
 UNITS_PER_NAT = TABLE_STEPS_PER_BIT / math.log(2.0)
+_COSTS = np.stack([np.asarray(COST0, dtype=np.float64), np.asarray(COST1, dtype=np.float64)])  # [y, class] -> bits
 
 
 class Sample:
@@ -91,6 +93,7 @@ class Problem:
         self.dead = [s.dead[k] for k in kinds]
         self.sizes = [s.sizes[k] for k in kinds]
         self.ones = np.flatnonzero(self.y)
+        self.yi = self.y.astype(np.intp)
         self.wt1 = self.wt[self.ones]
         # all weights 1 (an exact fit): integer counts give the same sums as the float ones
         self.unit = bool(self.wt.size == 0 or (self.wt == 1.0).all())
@@ -124,8 +127,11 @@ def _newton(p: Problem, theta: list[np.ndarray], b: float, sweeps: int) -> list[
     for _ in range(sweeps):
         for f, g in enumerate(p.groups):
             pr = 1.0 / (1.0 + np.exp(-eta))
-            grad = np.bincount(g, wt * (yy - pr), minlength=p.sizes[f]) - RIDGE * theta[f]
-            hess = np.bincount(g, wt * pr * (1.0 - pr), minlength=p.sizes[f]) + RIDGE + 1e-3
+            resid, curv = yy - pr, pr * (1.0 - pr)
+            if not p.unit:  # unit weights: multiplying by 1.0 changes no bit
+                resid, curv = wt * resid, wt * pr * (1.0 - pr)
+            grad = np.bincount(g, resid, minlength=p.sizes[f]) - RIDGE * theta[f]
+            hess = np.bincount(g, curv, minlength=p.sizes[f]) + RIDGE + 1e-3
             delta = np.clip(grad / hess, -3.0, 3.0)
             delta[p.dead[f]] = 0.0
             theta[f] = np.clip(theta[f] + delta, -40.0, 40.0)
@@ -152,9 +158,8 @@ def _polish(p: Problem, base: int, levels, steps, rounds: int = 2):
             eta = p.eta(base, levels, steps)
             costs = []
             for d in (-st, 0, st):
-                idx = np.clip(eta + d, 0, TABLE_SIZE - 1)
-                c = p.wt * np.where(p.y, COST1[idx], COST0[idx])
-                costs.append(np.bincount(g, c, minlength=p.sizes[f]))
+                c = _COSTS[p.yi, np.clip(eta + d, 0, TABLE_SIZE - 1)]  # COST1 where y, else COST0
+                costs.append(np.bincount(g, c if p.unit else p.wt * c, minlength=p.sizes[f]))
             choice = np.argmin(np.stack(costs), axis=0) - 1
             live = ~p.dead[f]
             lv = levels[f].copy()
@@ -232,7 +237,7 @@ def refine_fit(p: Problem, scale_code: int, params, search: Problem | None = Non
     if search is not p:
         theta = _newton(p, [t.copy() for t in theta], b, WARM_SWEEPS)
     base, levels = _quantize(p, theta, b, steps)
-    base, levels = _polish(p, base, levels, steps)
+    base, levels = _polish(p, base, levels, steps, rounds=POLISH_ROUNDS_FULL if search is not p else 2)
     return build_model(p, base, levels, steps, scale_code)
 
 
