@@ -207,3 +207,35 @@ def test_reader_helper_for_plane_lists():
         coders.append(r.u8())
         r.raw(r.varint())
     assert len(coders) == 4 and set(coders) <= {CODER_RAW, CODER_ZSTD, CODER_ANS}
+
+
+@pytest.mark.parametrize("itemsize", [2, 4])
+def test_two_thread_decoding_equals_sequential(itemsize, monkeypatch):
+    """Planes of >= PARALLEL_PLANE_BYTES decode on two threads: same bytes, and a broken plane gives
+    the error the sequential loop gives (the first broken plane in order)."""
+    import fzpack.codecs.planes as P
+
+    n = (1 << 20) + 12_345  # items: over the threshold, and not a whole number of chunks
+    values = torch.randn(n, generator=torch.Generator().manual_seed(itemsize)) * 0.02
+    data = _raw(values if itemsize == 4 else values.to(torch.bfloat16))  # bfloat16: both planes are zstd
+    stored = encode_planes(data, itemsize)
+    frames = [(coder, body) for coder, body in _planes_of(stored, itemsize)]
+    assert sum(c == CODER_ZSTD for c, _ in frames) >= 2, "the case must take the two-thread path"
+    broken = _payload(stored[0], [(c, b[:-1] if j >= 1 and c == CODER_ZSTD else b) for j, (c, b) in enumerate(frames)])
+    outcomes = []
+    for threshold in (1, 1 << 62):
+        monkeypatch.setattr(P, "PARALLEL_PLANE_BYTES", threshold)
+        with pytest.raises(CodecError) as err:
+            decode_planes(broken, len(data), itemsize)
+        outcomes.append((decode_planes(stored, len(data), itemsize).tobytes(), str(err.value)))
+    assert outcomes[0] == outcomes[1] and outcomes[0][0] == data
+
+
+def _planes_of(stored: bytes, itemsize: int) -> list[tuple[int, bytes]]:
+    r = Reader(stored, "test")
+    r.u8()
+    out = []
+    for j in range(itemsize):
+        coder = r.u8()
+        out.append((coder, bytes(r.raw_view(r.varint(limit=r.remaining, what="len")))))
+    return out

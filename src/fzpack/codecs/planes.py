@@ -22,6 +22,8 @@ milliseconds; decoding does not depend on how ``k`` was chosen.
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import constriction
 import numpy as np
@@ -123,19 +125,21 @@ def split(u: np.ndarray, k: int, itemsize: int) -> list[np.ndarray]:
     return planes
 
 
-def merge(planes: list[np.ndarray], k: int, itemsize: int, out: np.ndarray) -> None:
-    """Inverse of :func:`split`, into ``out`` (a uint8 array of n * itemsize bytes)."""
+def merge(planes: list[np.ndarray], k: int, itemsize: int, out: np.ndarray, start: int = 0, stop: int | None = None) -> None:
+    """Inverse of :func:`split`, into ``out`` (a uint8 array of n * itemsize bytes); items [start, stop) only if given."""
     n, bits = planes[0].size, 8 * itemsize
     u = out.view(_UINT[itemsize])
     b = out.reshape(n, itemsize)
-    for a in range(0, n, CHUNK):
-        c = u[a:a + CHUNK]
+    stop = n if stop is None else stop
+    for a in range(start, stop, CHUNK):
+        c = u[a:min(a + CHUNK, stop)]
+        e = a + c.size
         if itemsize == 2:  # two shifts and an or beat two strided byte copies
-            np.left_shift(planes[1][a:a + CHUNK], 8, out=c, dtype=c.dtype, casting="unsafe")
-            np.bitwise_or(c, planes[0][a:a + CHUNK], out=c, casting="unsafe")
+            np.left_shift(planes[1][a:e], 8, out=c, dtype=c.dtype, casting="unsafe")
+            np.bitwise_or(c, planes[0][a:e], out=c, casting="unsafe")
         else:
             for j in range(itemsize):
-                b[a:a + CHUNK, j] = planes[j][a:a + CHUNK]
+                b[a:e, j] = planes[j][a:e]
         _rotate_inplace_right(c, k, bits)
 
 
@@ -248,6 +252,20 @@ def encode_planes(data: bytes | memoryview | np.ndarray, itemsize: int, *, slow:
     return b"".join(parts)
 
 
+#: Planes of at least this many bytes decode on two threads when two or more are zstd frames.
+PARALLEL_PLANE_BYTES = 1 << 20
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _plane_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fzpack-planes")
+        return _pool
+
+
 def decode_planes(stored: bytes | memoryview, raw_length: int, itemsize: int, out: np.ndarray | None = None) -> np.ndarray:
     """Decode a codec 3 payload to exactly ``raw_length`` bytes (a uint8 array, ``out`` if given).
 
@@ -267,30 +285,47 @@ def decode_planes(stored: bytes | memoryview, raw_length: int, itemsize: int, ou
         k = r.u8()
         if k >= 8 * itemsize:
             raise CodecError(f"planes: rotation {k} is not below {8 * itemsize}")
-        planes = []
+        fields = []
         for j in range(itemsize):
             coder = r.u8()
             length = r.varint(limit=r.remaining, what=f"plane {j} length")
             body = r.raw_view(length)
-            if coder == CODER_RAW:
-                if length != n:
-                    raise CodecError(f"planes: raw plane {j} holds {length} bytes, {n} expected")
-                planes.append(np.frombuffer(body, np.uint8))
-            elif coder == CODER_ZSTD:
-                planes.append(np.frombuffer(zstd_decompress_exact(body, n), np.uint8))
-            elif coder == CODER_ANS:
-                plane = np.empty(n, np.uint8)
-                decode_ans(body, n, plane)
-                planes.append(plane)
-            else:
+            if coder == CODER_RAW and length != n:
+                raise CodecError(f"planes: raw plane {j} holds {length} bytes, {n} expected")
+            if coder not in (CODER_RAW, CODER_ZSTD, CODER_ANS):
                 raise CodecError(f"planes: unknown plane coder {coder}")
+            fields.append((coder, body))
         r.expect_end()
     except FormatError as e:  # a truncated field: this stream's error
         raise CodecError(str(e)) from e
+
+    def plane(field: tuple[int, memoryview]) -> np.ndarray:
+        coder, body = field
+        if coder == CODER_RAW:
+            return np.frombuffer(body, np.uint8)
+        if coder == CODER_ZSTD:
+            return np.frombuffer(zstd_decompress_exact(body, n), np.uint8)
+        decoded = np.empty(n, np.uint8)
+        decode_ans(body, n, decoded)
+        return decoded
+
+    # Large zstd planes decode two at a time (zstd releases the GIL); results and the first error
+    # in plane order are those of the sequential loop.
+    parallel = n >= PARALLEL_PLANE_BYTES
+    if parallel and sum(c == CODER_ZSTD for c, _ in fields) >= 2:
+        futures = [_plane_pool().submit(plane, f) for f in fields]
+        planes = [f.result() for f in futures]
+    else:
+        planes = [plane(f) for f in fields]
     if out is None:
         out = np.empty(raw_length, np.uint8)
     elif out.size != raw_length or out.dtype != np.uint8:
         raise ValueError("planes: output buffer of the wrong size")
-    if n:
+    if parallel:  # two halves of the items (whole chunks) on two threads: numpy releases the GIL
+        half = (n // 2 + CHUNK - 1) // CHUNK * CHUNK
+        second = _plane_pool().submit(merge, planes, k, itemsize, out, half, n)
+        merge(planes, k, itemsize, out, 0, half)
+        second.result()
+    elif n:
         merge(planes, k, itemsize, out)
     return out
