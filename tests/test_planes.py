@@ -211,8 +211,8 @@ def test_reader_helper_for_plane_lists():
 
 @pytest.mark.parametrize("itemsize", [2, 4])
 def test_two_thread_decoding_equals_sequential(itemsize, monkeypatch):
-    """Planes of >= PARALLEL_PLANE_BYTES decode on two threads: same bytes, and a broken plane gives
-    the error the sequential loop gives (the first broken plane in order)."""
+    """Planes of >= PARALLEL_PLANE_BYTES items are coded and decoded on two threads: the same payload,
+    the same decoded bytes, and a broken plane gives the sequential loop's error (the first in order)."""
     import fzpack.codecs.planes as P
 
     n = (1 << 20) + 12_345  # items: over the threshold, and not a whole number of chunks
@@ -227,7 +227,7 @@ def test_two_thread_decoding_equals_sequential(itemsize, monkeypatch):
         monkeypatch.setattr(P, "PARALLEL_PLANE_BYTES", threshold)
         with pytest.raises(CodecError) as err:
             decode_planes(broken, len(data), itemsize)
-        outcomes.append((decode_planes(stored, len(data), itemsize).tobytes(), str(err.value)))
+        outcomes.append((decode_planes(stored, len(data), itemsize).tobytes(), str(err.value), encode_planes(data, itemsize)))
     assert outcomes[0] == outcomes[1] and outcomes[0][0] == data
 
 

@@ -244,15 +244,20 @@ def encode_planes(data: bytes | memoryview | np.ndarray, itemsize: int, *, slow:
     k = choose_rotation(u, itemsize) if rotation is None else rotation
     out = bytearray([k])
     parts = [out]
-    for plane in split(u, k, itemsize):
-        coder, coded = _code_plane(plane, slow=slow, threads=threads)
+    planes = split(u, k, itemsize)
+    if u.size >= PARALLEL_PLANE_BYTES:  # two planes at a time (zstd releases the GIL); each coded as alone
+        coded_planes = list(_plane_pool().map(lambda p: _code_plane(p, slow=slow, threads=threads), planes))
+    else:
+        coded_planes = [_code_plane(p, slow=slow, threads=threads) for p in planes]
+    for coder, coded in coded_planes:
         head = bytearray([coder])
         append_varint(head, len(coded))
         parts += [head, coded]
     return b"".join(parts)
 
 
-#: Planes of at least this many bytes decode on two threads when two or more are zstd frames.
+#: Planes of at least this many items are coded on two threads, and decoded so when two or more are
+#: zstd frames; the bytes are those of the sequential loop.
 PARALLEL_PLANE_BYTES = 1 << 20
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
