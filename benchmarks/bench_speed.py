@@ -45,7 +45,7 @@ from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save_file as st_save_file
 
 import fzpack
-from common import best_of, machine, md_table, pin_mmap_threshold, write_section
+from common import MMAP_THRESHOLD, best_of, machine, md_table, pin_mmap_threshold, write_section
 from fzpack.families.freezenet import select_frozen as freeze_
 from fzpack.generator.compiled import set_kernel
 from fzpack.models.registry import create_model
@@ -364,16 +364,40 @@ def measure(arch: str, args, d: Path) -> dict:
     data, dense, st = paths["fzp"].read_bytes(), paths["dense"].read_bytes(), paths["st"].read_bytes()
     r = args.repeat
     t = {}
-    # Steady state (a process that restores again and again) runs the compiled kernels; one-shot
-    # runs in fresh processes under the default choice are measured by fresh_process below.
-    set_kernel(args.kernel)
     log(f"{arch}: compress")
-    if args.mmap_threshold:  # compress's numpy temporaries (mask fitting) are reused between steps, as by default
-        pin_mmap_threshold(RECYCLE_MMAP_THRESHOLD)
     t["compress"] = best_of(lambda: fzpack.compress(paths["ckpt"], d / "out.fzp"), repeat=max(1, r // 3))
-    if args.mmap_threshold:
-        pin_mmap_threshold(args.mmap_threshold)
-    log(f"{arch}: restore")
+    # Steady state (one process restoring again and again, compiled kernels) in fresh worker
+    # processes, one per page regime: this process's heap, grown by the saliency and compress
+    # steps above, would otherwise lend its freed pages to the "fresh pages" runs.
+    for regime in ("fresh", "recycled"):
+        log(f"{arch}: in-process timings, {regime} pages (worker process)")
+        for key, value in _run_timings(arch, d, regime, args).items():
+            t[key if regime == "fresh" else f"recycled_{key}"] = value
+    breakdown = t.pop("breakdown", None)
+    t.pop("recycled_breakdown", None)
+    out = {"arch": arch, "sizes": sizes, "seconds": t}
+    if args.device != "cpu":
+        log(f"{arch}: restore / load onto {args.device}")
+        out["device_seconds"] = device_timings(data, dense, paths, args.device, r)
+    if breakdown is not None:
+        out["breakdown"] = breakdown
+    log(f"{arch}: one-shot time and peak memory (one fresh process per operation), warm and cold reads")
+    out.update(fresh_process(arch, d, args.fresh_repeat))
+    return out
+
+
+def timings(arch: str, d: Path, regime: str, kernel: str, repeat: int) -> dict[str, float]:
+    """The in-process (steady-state) timings, run in a worker process of their own (seconds).
+
+    ``regime`` "fresh": glibc's mmap threshold fixed at 1 MiB, so every run writes pages it never
+    touched (first-touch faults, as in a one-shot process); "recycled": fixed at 32 MiB, so a run
+    reuses the pages the previous one freed (no tensor of these models is larger).
+    """
+    pinned = pin_mmap_threshold(MMAP_THRESHOLD if regime == "fresh" else RECYCLE_MMAP_THRESHOLD)
+    set_kernel(kernel)
+    paths = {"dense": d / f"{arch}.pt", "st": d / f"{arch}.safetensors", "fzp": d / f"{arch}.fzp"}
+    data, dense, st = paths["fzp"].read_bytes(), paths["dense"].read_bytes(), paths["st"].read_bytes()
+    r, t = repeat, {"pinned": 1.0 if pinned else 0.0}
     t["restore"] = best_of(lambda: unpack(data), repeat=r)
     before = get_restore_threads()
     try:
@@ -381,36 +405,27 @@ def measure(arch: str, args, d: Path) -> dict:
         t["restore_1t"] = best_of(lambda: unpack(data), repeat=r)
     finally:
         set_restore_threads(before)
-    if args.mmap_threshold:  # the same three timings when repeated runs recycle the pages earlier runs freed
-        pin_mmap_threshold(RECYCLE_MMAP_THRESHOLD)
-        try:
-            t["recycled_restore"] = best_of(lambda: unpack(data), repeat=r)
-            t["recycled_torch_load"] = best_of(lambda: torch.load(io.BytesIO(dense), weights_only=True), repeat=r)
-            set_restore_threads(1)
-            t["recycled_restore_1t"] = best_of(lambda: unpack(data), repeat=r)
-        finally:
-            set_restore_threads(before)
-            pin_mmap_threshold(args.mmap_threshold)
-    t["restore_file"] = best_of(lambda: restore_file(paths["fzp"], d / "restored.pt"), repeat=max(1, r // 2))
-    log(f"{arch}: torch.load / safetensors")
     t["torch_load"] = best_of(lambda: torch.load(io.BytesIO(dense), weights_only=True), repeat=r)
+    if regime == "recycled":
+        return t
+    t["restore_file"] = best_of(lambda: restore_file(paths["fzp"], d / "restored.pt"), repeat=max(1, r // 2))
     t["st_load"] = best_of(lambda: st_load(st), repeat=r)
     t["st_load_file"] = best_of(lambda: st_load_file(str(paths["st"])), repeat=r)
-    log(f"{arch}: time to a usable model")
     t["model_fzp"] = best_of(lambda: model_from_fzp(arch, paths), repeat=r)
     t["model_pt"] = best_of(lambda: model_from_pt(arch, paths), repeat=r)
     t["model_st"] = best_of(lambda: model_from_safetensors(arch, paths), repeat=r)
-    out = {"arch": arch, "sizes": sizes, "seconds": t}
-    if args.device != "cpu":
-        log(f"{arch}: restore / load onto {args.device}")
-        out["device_seconds"] = device_timings(data, dense, paths, args.device, r)
     if arch == "vgg16-d":
-        log(f"{arch}: restore breakdown")
-        out["breakdown"] = restore_breakdown(data, r)
-    log(f"{arch}: one-shot time and peak memory (one fresh process per operation), warm and cold reads")
-    out.update(fresh_process(arch, d, args.fresh_repeat))
-    set_kernel(None)
-    return out
+        t["breakdown"] = restore_breakdown(data, r)
+    return t
+
+
+def _run_timings(arch: str, d: Path, regime: str, args) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--timings", regime, "--arch", arch, "--dir", str(d),
+           "--kernel", args.kernel, "--repeat", str(args.repeat)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(f"timings worker ({regime}) for {arch} failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------------------------------
@@ -424,6 +439,7 @@ def ms(seconds: float) -> float:
 
 def report(results: list[dict], args) -> str:
     threads = get_restore_threads()
+    pinned = all(r["seconds"].get("pinned") and r["seconds"].get("recycled_pinned") for r in results)
     size_rows, time_rows, model_rows, mem_rows = [], [], [], []
     for res in results:
         s, t, a = res["sizes"], res["seconds"], res["arch"]
@@ -437,23 +453,24 @@ def report(results: list[dict], args) -> str:
         "## Speed: restore vs torch.load and safetensors, time to a usable model, peak memory\n",
         "q = 0.99; masks from the saliency of one random batch (no dataset), trained entries and biases nudged; "
         f"everything restored to the CPU; best of {args.repeat} runs after a warm-up (compress: best of {max(1, args.repeat // 3)}), "
-        f"in one process with FZPACK_KERNEL={args.kernel} (steady state; one-shot runs in fresh processes are further down). "
+        f"in one worker process per model and page regime with FZPACK_KERNEL={args.kernel} (steady state; one-shot runs in "
+        "fresh processes are further down). "
         f"Restore = `fzpack.unpack` of the `.fzp` bytes (regeneration, mask decoding, object tree), with the default "
         f"{threads} restore thread(s) (`FZPACK_RESTORE_THREADS`) and with 1; torch.load / safetensors load the dense state dict. "
         "Files sit in a temporary directory and are in the page cache. "
-        + ("glibc's mmap threshold is fixed at 1 MiB (`mallopt`, benchmarks/common.py `pin_mmap_threshold`), so every "
-           "run of every loader writes its tensors into freshly mapped pages (first-touch page faults included, as in a "
-           "one-shot process), not into the pages the previous run freed; compress is timed with it at 32 MiB (its "
-           "numpy temporaries reused between steps, as glibc's default does).\n" if args.mmap_threshold else
+        + ("In that worker glibc's mmap threshold is fixed at 1 MiB (`mallopt`, benchmarks/common.py `pin_mmap_threshold`), "
+           "so every run of every loader writes its tensors into freshly mapped pages (first-touch page faults included, "
+           "as in a one-shot process), not into the pages the previous run freed; the worker does nothing else before "
+           "(no heap of freed pages to lend). Compress is timed in the parent with glibc's defaults.\n" if pinned else
            "glibc's mmap threshold stayed dynamic (mallopt unavailable): runs may reuse the pages earlier runs freed.\n"),
         "### Sizes (bytes)\n",
         md_table(["model", "state-dict elements", "frozen weights", "dense .pt", "safetensors", ".fzp", "dense / .fzp"], size_rows),
         "\n### Compress / restore / load (ms)\n",
         md_table(["model", "compress", f"restore ({threads} thr)", "restore (1 thr)", "restore .fzp -> .pt file", "torch.load (bytes)",
                   "safetensors load (bytes)", "safetensors load_file", "restore / torch.load"], time_rows),
-        *([] if not args.mmap_threshold else [
+        *([] if not pinned else [
             "\n### Restore vs torch.load when repeated runs recycle freed pages (ms)\n",
-            "The same in-process runs with glibc's mmap threshold at 32 MiB: every tensor of these models is smaller, so "
+            "The same runs in a worker with glibc's mmap threshold at 32 MiB: every tensor of these models is smaller, so "
             "a run reuses the pages the previous one freed and pays no first-touch page faults (a process that loads "
             "the same model again and again). The table above is what a run on fresh pages costs.\n",
             md_table(["model", f"restore ({threads} thr)", "restore (1 thr)", "torch.load (bytes)", "restore / torch.load"],
@@ -530,20 +547,22 @@ def main() -> None:
                     help="CPU kernels for the steady-state (repeated, in-process) timings (default: compiled)")
     ap.add_argument("--worker", choices=list(MEMORY_OPS), help=argparse.SUPPRESS)
     ap.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--timings", choices=["fresh", "recycled"], help=argparse.SUPPRESS)
+    ap.add_argument("--repeat", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--arch", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args.worker, args.arch, Path(args.dir), args.cold)
         return
+    if args.timings:
+        print(json.dumps(timings(args.arch, Path(args.dir), args.timings, args.kernel, args.repeat)))
+        return
     args.repeat = 2 if args.quick else 7
     args.batch = 16 if args.quick else 128
     args.fresh_repeat = 1 if args.quick else 3
     args.write = not args.quick and args.models == list(MODELS) and args.device == "cpu"
-    # Every allocation of 1 MiB or more a fresh mapping: each run (restore and loaders alike) writes
-    # pages it never touched, as a one-shot process does, instead of whatever the last run freed.
-    args.mmap_threshold = pin_mmap_threshold()
-    log(f"machine: {machine()}; restore threads: {get_restore_threads()}; mmap threshold {args.mmap_threshold}")
+    log(f"machine: {machine()}; restore threads: {get_restore_threads()}")
     with tempfile.TemporaryDirectory() as tmp:
         results = [measure(arch, args, Path(tmp)) for arch in args.models]
     body = report(results, args)
