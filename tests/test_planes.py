@@ -239,3 +239,24 @@ def _planes_of(stored: bytes, itemsize: int) -> list[tuple[int, bytes]]:
         coder = r.u8()
         out.append((coder, bytes(r.raw_view(r.varint(limit=r.remaining, what="len")))))
     return out
+
+
+def test_forked_child_decodes_with_its_own_pool():
+    """The two-thread plane pool is per process: a child forked after the parent used it still
+    decodes (the parent's worker threads do not exist in the child)."""
+    import multiprocessing as mp
+
+    import fzpack.codecs.planes as P
+
+    n = P.PARALLEL_PLANE_BYTES + 4096
+    data = _raw((torch.randn(n, generator=torch.Generator().manual_seed(5)) * 0.02).to(torch.bfloat16))
+    stored = encode_planes(data, 2)
+    assert decode_planes(stored, len(data), 2).tobytes() == data  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        back = pool.apply_async(_decode_in_child, (stored, len(data))).get(timeout=60)
+    assert back == data
+
+
+def _decode_in_child(stored: bytes, length: int) -> bytes:
+    return decode_planes(stored, length, 2).tobytes()

@@ -22,6 +22,7 @@ milliseconds; decoding does not depend on how ``k`` was chosen.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -260,14 +261,17 @@ def encode_planes(data: bytes | memoryview | np.ndarray, itemsize: int, *, slow:
 #: zstd frames; the bytes are those of the sequential loop.
 PARALLEL_PLANE_BYTES = 1 << 20
 _pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
 _pool_lock = threading.Lock()
 
 
 def _plane_pool() -> ThreadPoolExecutor:
-    global _pool
+    """The shared two-thread pool; a forked child makes its own (its parent's threads do not exist there)."""
+    global _pool, _pool_pid
     with _pool_lock:
-        if _pool is None:
+        if _pool is None or _pool_pid != os.getpid():
             _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fzpack-planes")
+            _pool_pid = os.getpid()
         return _pool
 
 
