@@ -284,3 +284,20 @@ def test_same_bits_on_other_cpu_targets(env) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
     hashes = res.stdout.split()
     assert len(hashes) == 3 and len(set(hashes)) == 1, hashes
+
+
+def _generate_in_child(n: int) -> bytes:
+    return generate(SPECS[1], 3, "w", (n,)).numpy().tobytes()
+
+
+def test_forked_child_generates_with_its_own_thread_pool(kernel) -> None:
+    """The generator's thread pool is per process: a child forked after the parent split a range
+    over it still generates (the parent's worker threads do not exist in the child)."""
+    import multiprocessing as mp
+
+    kernel("compiled")
+    regen.set_num_threads(2)
+    n = 4 * regen.PIECE_MIN
+    want = _generate_in_child(n)  # the parent's pool exists now
+    with mp.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(_generate_in_child, (n,)).get(timeout=60) == want

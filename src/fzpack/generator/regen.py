@@ -59,6 +59,7 @@ def _default_threads() -> int | None:
 _threads_set = _default_threads()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+_pool_pid = 0  # the process that made _pool (a forked child makes its own)
 #: A compiled range is split over threads only in pieces of at least this many elements.
 PIECE_MIN = 1 << 17
 
@@ -90,10 +91,13 @@ def get_num_threads() -> int:
 
 
 def _get_pool() -> ThreadPoolExecutor:
-    global _pool, _pool_size
+    global _pool, _pool_size, _pool_pid
     threads = get_num_threads()
+    if _pool_pid != os.getpid():  # a forked child: the parent's worker threads do not exist here
+        _pool = None
     if _pool is None or _pool_size != threads:
         old, _pool, _pool_size = _pool, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fzpack-gen"), threads
+        _pool_pid = os.getpid()
         if old is not None:
             old.shutdown(wait=False)  # running tasks finish; their callers hold their futures
     return _pool
