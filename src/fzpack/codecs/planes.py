@@ -22,9 +22,6 @@ milliseconds; decoding does not depend on how ``k`` was chosen.
 from __future__ import annotations
 
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import constriction
 import numpy as np
@@ -33,6 +30,7 @@ import zstandard
 from fzpack.codecs.q8_index import MAX_BUCKET_SHIFT, _model, _weights
 from fzpack.container.bytes_io import Reader, append_varint, encode_varints
 from fzpack.errors import CodecError, FormatError
+from fzpack.thread_pool import SharedPool
 
 CODER_RAW, CODER_ZSTD, CODER_ANS = 0, 1, 2
 PLANE_CODER_NAMES = {CODER_RAW: "raw", CODER_ZSTD: "zstd", CODER_ANS: "ans"}
@@ -247,7 +245,7 @@ def encode_planes(data: bytes | memoryview | np.ndarray, itemsize: int, *, slow:
     parts = [out]
     planes = split(u, k, itemsize)
     if u.size >= PARALLEL_PLANE_BYTES:  # two planes at a time (zstd releases the GIL); each coded as alone
-        coded_planes = list(_plane_pool().map(lambda p: _code_plane(p, slow=slow, threads=threads), planes))
+        coded_planes = list(_pool.get(2).map(lambda p: _code_plane(p, slow=slow, threads=threads), planes))
     else:
         coded_planes = [_code_plane(p, slow=slow, threads=threads) for p in planes]
     for coder, coded in coded_planes:
@@ -260,19 +258,7 @@ def encode_planes(data: bytes | memoryview | np.ndarray, itemsize: int, *, slow:
 #: Planes of at least this many items are coded on two threads, and decoded so when two or more are
 #: zstd frames; the bytes are those of the sequential loop.
 PARALLEL_PLANE_BYTES = 1 << 20
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = 0
-_pool_lock = threading.Lock()
-
-
-def _plane_pool() -> ThreadPoolExecutor:
-    """The shared two-thread pool; a forked child makes its own (its parent's threads do not exist there)."""
-    global _pool, _pool_pid
-    with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():
-            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fzpack-planes")
-            _pool_pid = os.getpid()
-        return _pool
+_pool = SharedPool("fzpack-planes")
 
 
 def decode_planes(stored: bytes | memoryview, raw_length: int, itemsize: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -322,7 +308,7 @@ def decode_planes(stored: bytes | memoryview, raw_length: int, itemsize: int, ou
     # in plane order are those of the sequential loop.
     parallel = n >= PARALLEL_PLANE_BYTES
     if parallel and sum(c == CODER_ZSTD for c, _ in fields) >= 2:
-        futures = [_plane_pool().submit(plane, f) for f in fields]
+        futures = [_pool.get(2).submit(plane, f) for f in fields]
         planes = [f.result() for f in futures]
     else:
         planes = [plane(f) for f in fields]
@@ -332,7 +318,7 @@ def decode_planes(stored: bytes | memoryview, raw_length: int, itemsize: int, ou
         raise ValueError("planes: output buffer of the wrong size")
     if parallel:  # two halves of the items (whole chunks) on two threads: numpy releases the GIL
         half = (n // 2 + CHUNK - 1) // CHUNK * CHUNK
-        second = _plane_pool().submit(merge, planes, k, itemsize, out, half, n)
+        second = _pool.get(2).submit(merge, planes, k, itemsize, out, half, n)
         merge(planes, k, itemsize, out, 0, half)
         second.result()
     elif n:

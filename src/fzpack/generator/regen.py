@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import operator
 import os
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from fzpack.errors import FzpackError
+from fzpack.thread_pool import SharedPool
 from fzpack.generator import compiled
 from fzpack.generator import kernels_numpy as kn
 from fzpack.generator.constants import BANK, INIT
@@ -57,9 +57,7 @@ def _default_threads() -> int | None:
 
 
 _threads_set = _default_threads()
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-_pool_pid = 0  # the process that made _pool (a forked child makes its own)
+_pool = SharedPool("fzpack-gen")
 #: A compiled range is split over threads only in pieces of at least this many elements.
 PIECE_MIN = 1 << 17
 
@@ -88,19 +86,6 @@ def get_num_threads() -> int:
     if _threads_set is not None:
         return _threads_set
     return max(1, min(4, os.cpu_count() or 1)) if compiled.active() == "compiled" else 1
-
-
-def _get_pool() -> ThreadPoolExecutor:
-    global _pool, _pool_size, _pool_pid
-    threads = get_num_threads()
-    if _pool_pid != os.getpid():  # a forked child: the parent's worker threads do not exist here
-        _pool = None
-    if _pool is None or _pool_size != threads:
-        old, _pool, _pool_size = _pool, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fzpack-gen"), threads
-        _pool_pid = os.getpid()
-        if old is not None:
-            old.shutdown(wait=False)  # running tasks finish; their callers hold their futures
-    return _pool
 
 
 NumpyKernel = Callable[[np.ndarray, np.ndarray], None]
@@ -175,7 +160,8 @@ def _fill_numpy(kernel: NumpyKernel, key: tuple[int, int], start: int, count: in
         run(chunks)
         return
     # interleaved groups balance the load; one task per thread keeps executor overhead negligible
-    futures = [_get_pool().submit(run, chunks[g::n_groups]) for g in range(n_groups)]
+    pool = _pool.get(get_num_threads())
+    futures = [pool.submit(run, chunks[g::n_groups]) for g in range(n_groups)]
     for fut in futures:
         fut.result()
 
@@ -193,7 +179,8 @@ def run_split(pieces: list[tuple[int, int]], start: int, out: np.ndarray, work: 
     if len(pieces) == 1:
         work(pieces[0][0], pieces[0][1], out)
         return
-    futures = [_get_pool().submit(work, a, n, out[a - start : a - start + n]) for a, n in pieces]
+    pool = _pool.get(get_num_threads())
+    futures = [pool.submit(work, a, n, out[a - start : a - start + n]) for a, n in pieces]
     for fut in futures:
         fut.result()
 
