@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ import torch
 
 from fzpack.atomic import write_atomic
 from fzpack.errors import FzpackError
-from fzpack.unpack import DEFAULT_MAX_BYTES, unpack
+from fzpack.container.file import open_container, restored_bytes, streamed_bytes
+from fzpack.unpack import DEFAULT_MAX_BYTES, Unpacked, unpack
 
 
 def read_file(path: str | os.PathLike) -> bytes:
@@ -67,7 +69,6 @@ def restore_file(src: str | os.PathLike, dst: str | os.PathLike | None = None, *
     of at most `IN_MEMORY_PT_BYTES` decoded bytes that fits ``max_bytes`` whole is restored in
     memory and written by ``torch.save`` instead (the streamed writer's first use costs ~1.4 s).
     """
-    from fzpack.container.file import open_container, streamed_bytes
     from fzpack.stream_restore import torch_streaming_available, write_pt, write_safetensors
 
     if format not in ("pt", "safetensors"):
@@ -75,10 +76,8 @@ def restore_file(src: str | os.PathLike, dst: str | os.PathLike | None = None, *
     if not Path(src).is_file():
         raise FzpackError(f"no such file: {src}")
     dst = Path(dst) if dst is not None else Path(src).with_suffix(".pt" if format == "pt" else ".safetensors")
-    if format == "pt" and (not torch_streaming_available() or _small_enough_in_memory(Path(src), max_bytes)):
-        # a torch without the serializer internals used below, or a checkpoint small enough that
-        # holding it beats importing the FakeTensor machinery the streamed writer needs (~1.3 s once)
-        un = unpack(Path(src), max_bytes=max_bytes)
+    un = _unpack_in_memory(Path(src), max_bytes, always=not torch_streaming_available()) if format == "pt" else None
+    if un is not None:
         write_atomic(dst, lambda f: torch.save(un.obj, f))
         return RestoreReport(output=str(dst), format=format, output_bytes=dst.stat().st_size, tensors=len(un.tensors))
     # One tensor at a time: checked like any restore, but the budget counts one decoded stream.
@@ -89,28 +88,33 @@ def restore_file(src: str | os.PathLike, dst: str | os.PathLike | None = None, *
     return RestoreReport(output=str(dst), format=format, output_bytes=dst.stat().st_size, tensors=count[0])
 
 
-#: `restore -o x.pt` restores checkpoints up to this many decoded bytes in memory and writes them
+#: `restore -o x.pt` restores checkpoints needing up to this many bytes in memory there and writes them
 #: with torch.save; larger ones stream (fzpack.stream_restore), whose placeholders need torch's
 #: FakeTensorMode, whose first use imports torch._dynamo and sympy (~1.4 s). Holding 64 MiB costs
 #: less than that wait; larger files keep the streamed bound on memory.
 IN_MEMORY_PT_BYTES = 64 << 20
 
 
-def _small_enough_in_memory(src: Path, max_bytes: int) -> bool:
-    import sys
+def _unpack_in_memory(src: Path, max_bytes: int, always: bool) -> Unpacked | None:
+    """The restored checkpoint when `restore -o x.pt` holds it whole, else None (it streams).
 
-    from fzpack.container.file import open_container
-    from fzpack.container.layout import ALIAS, FROZEN, itemsize
-
-    if "torch._dynamo" in sys.modules:  # what a first FakeTensorMode pulls in (with sympy): already paid for
-        return False
-    try:  # under the in-memory budget; a file over it (or a broken one) takes the streamed path, which reports it
-        with open_container(src, max_bytes) as c:
-            total = sum(t.numel * (itemsize(t.dtype) + (1 if t.kind == FROZEN else 0))  # + a frozen tensor's bool mask
-                        for t in c.header.tensors if t.kind != ALIAS)
+    ``always``: this torch lacks the serializer internals the streamed writer drives. Otherwise a
+    file is held whole when a restore into memory needs at most IN_MEMORY_PT_BYTES by the format's
+    accounting and the streamed writer's one-time set-up is still unpaid; one opening of the
+    container (checksums included) serves both the decision and the restore.
+    """
+    if not always and "torch._dynamo" in sys.modules:  # what a first FakeTensorMode imports: already paid for
+        return None
+    try:
+        c = open_container(src, max_bytes)
     except FzpackError:
-        return False
-    return total <= IN_MEMORY_PT_BYTES
+        if always:
+            raise
+        return None  # over the in-memory budget, or broken: the streamed path checks and reports it
+    with c:
+        if not always and restored_bytes(c.header) > IN_MEMORY_PT_BYTES:
+            return None
+        return unpack(c)
 
 
 def to_safetensors_bytes(obj: Any) -> bytes:
