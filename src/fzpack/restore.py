@@ -88,7 +88,8 @@ def restore_file(src: str | os.PathLike, dst: str | os.PathLike | None = None, *
     return RestoreReport(output=str(dst), format=format, output_bytes=dst.stat().st_size, tensors=count[0])
 
 
-#: `restore -o x.pt` restores checkpoints needing up to this many bytes in memory there and writes them
+#: `restore -o x.pt` restores in memory the checkpoints whose restore needs at most this many bytes
+#: (`restored_bytes`) and writes them
 #: with torch.save; larger ones stream (fzpack.stream_restore), whose placeholders need torch's
 #: FakeTensorMode, whose first use imports torch._dynamo and sympy (~1.4 s). Holding 64 MiB costs
 #: less than that wait; larger files keep the streamed bound on memory.

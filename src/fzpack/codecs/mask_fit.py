@@ -215,29 +215,28 @@ def quick_fit(p: Problem, theta=None, b=None):
     return est, (theta, b)
 
 
-def refine_fit(p: Problem, scale_code: int, params, search: Problem | None = None) -> tuple[FactorModel, float]:
-    """Choose each factor's level step, quantise and polish; returns (model, est. bytes).
-
-    With ``search`` (the same factor set on a smaller sample, which ``params`` were fitted on),
-    the steps are chosen there and the float fit is warm-started on ``p`` before quantising.
-    """
-    theta, b = params
-    search = p if search is None else search
+def choose_steps(p: Problem, scale_code: int, theta, b: float) -> list[int]:
+    """Each factor's level step in turn, the one of least estimated size (others at their best so far)."""
     steps = [DEFAULT_STEP] * len(p.kinds)
     best = None
     for f in range(len(steps)):
         for st in STEP_CHOICES:
             trial = steps.copy()
             trial[f] = st
-            base, levels = _quantize(search, theta, b, trial)
-            _, est = build_model(search, base, levels, trial, scale_code)
+            base, levels = _quantize(p, theta, b, trial)
+            _, est = build_model(p, base, levels, trial, scale_code)
             if best is None or est < best[0] - 1e-9:
                 best = (est, trial)
         steps = best[1]
-    if search is not p:
-        theta = _newton(p, [t.copy() for t in theta], b, WARM_SWEEPS)
+    return steps
+
+
+def refine_fit(p: Problem, scale_code: int, params, steps: list[int] | None = None, rounds: int = 2) -> tuple[FactorModel, float]:
+    """Quantise with ``steps`` (default: `choose_steps` on ``p``) and polish; returns (model, est. bytes)."""
+    theta, b = params
+    steps = choose_steps(p, scale_code, theta, b) if steps is None else steps
     base, levels = _quantize(p, theta, b, steps)
-    base, levels = _polish(p, base, levels, steps, rounds=POLISH_ROUNDS_FULL if search is not p else 2)
+    base, levels = _polish(p, base, levels, steps, rounds=rounds)
     return build_model(p, base, levels, steps, scale_code)
 
 
@@ -285,13 +284,22 @@ def factor_candidates(flat, shape, context):
             break
         current = best
     ranked = sorted(fits, key=lambda ks: (fits[ks][0], ks))[:REFINE_TOP]
-    if small is not sample and len(ranked) > 1:  # finalists compared refined on the small sample
-        ranked = [min(ranked, key=lambda ks: (refine_fit(Problem(small, list(ks)), scale_code, fits[ks][1])[1], ks))]
+    # what to refine: (factor set, params, steps or None to choose them, problem, polish rounds)
+    if small is sample:
+        refined = [(ks, fits[ks][1], None, Problem(sample, list(ks)), 2) for ks in ranked]
+    else:  # steps chosen (and finalists compared, refined) on the small sample; the winner refit on the full one
+        problems = {ks: Problem(small, list(ks)) for ks in ranked}
+        steps = {ks: choose_steps(problems[ks], scale_code, *fits[ks][1]) for ks in ranked}
+        if len(ranked) > 1:
+            ranked = [min(ranked, key=lambda ks: (refine_fit(problems[ks], scale_code, fits[ks][1], steps[ks])[1], ks))]
+        ks = ranked[0]
+        full = Problem(sample, list(ks))
+        theta, b = fits[ks][1]
+        refined = [(ks, (_newton(full, [t.copy() for t in theta], b, WARM_SWEEPS), b), steps[ks], full, POLISH_ROUNDS_FULL)]
     out = []
     dims, n = view_dims(shape), flat.size
-    for ks in ranked:
-        search = Problem(small, list(ks)) if small is not sample else None
-        model, est = refine_fit(Problem(sample, list(ks)), scale_code, fits[ks][1], search)
+    for ks, params, steps, problem, rounds in refined:
+        model, est = refine_fit(problem, scale_code, params, steps, rounds)
         if chain_work(model, dims) <= chain_work_limit(n):
             out.append((est, ks, model))
     return [(model, bins) for _, _, model in sorted(out, key=lambda t: (t[0], t[1]))]
