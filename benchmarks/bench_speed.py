@@ -240,13 +240,19 @@ def worker(op: str, arch: str, d: Path, cold: bool = False) -> None:
                       "kernel": compiled.active()}))
 
 
-def _run_worker(op: str, arch: str, d: Path, cold: bool) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", op, "--arch", arch, "--dir", str(d)] + (["--cold"] if cold else [])
-    env = {k: v for k, v in os.environ.items() if k != "FZPACK_KERNEL"}  # the default choice (auto), as a user gets it
+def _child(what: str, arch: str, d: Path, *flags: str) -> dict:
+    """Run this script in a worker mode in a fresh process (FZPACK_KERNEL unset: the default
+    choice, as a user gets it, unless the flags say otherwise); returns its last JSON line."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), *flags, "--arch", arch, "--dir", str(d)]
+    env = {k: v for k, v in os.environ.items() if k != "FZPACK_KERNEL"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode:
-        raise RuntimeError(f"worker {op} for {arch} failed:\n{res.stderr[-2000:]}")
+        raise RuntimeError(f"{what} for {arch} failed:\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _run_worker(op: str, arch: str, d: Path, cold: bool) -> dict:
+    return _child(f"worker {op}", arch, d, "--worker", op, *(["--cold"] if cold else []))
 
 
 def fresh_process(arch: str, d: Path, repeat: int) -> dict[str, dict[str, float]]:
@@ -420,12 +426,7 @@ def timings(arch: str, d: Path, regime: str, kernel: str, repeat: int) -> dict[s
 
 
 def _run_timings(arch: str, d: Path, regime: str, args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--timings", regime, "--arch", arch, "--dir", str(d),
-           "--kernel", args.kernel, "--repeat", str(args.repeat)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode:
-        raise RuntimeError(f"timings worker ({regime}) for {arch} failed:\n{res.stderr[-2000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return _child(f"timings worker ({regime})", arch, d, "--timings", regime, "--kernel", args.kernel, "--repeat", str(args.repeat))
 
 
 # ------------------------------------------------------------------------------------------
